@@ -1,0 +1,17 @@
+//! casehook's domain: workspaces, roles, forms and their fields, cases, events and the rules
+//! that govern them (validation of case data, the event catalog, change sets).
+//!
+//! This crate is pure: no async runtime, no database, no network. Everything here can be unit-
+//! and property-tested in isolation, and every other crate builds on it.
+
+pub mod case;
+pub mod error;
+pub mod event;
+pub mod form;
+pub mod ids;
+pub mod role;
+pub mod validate;
+
+pub use error::{FieldError, FieldErrorCode};
+pub use ids::*;
+pub use role::Role;

@@ -1,0 +1,119 @@
+//! casehook's HTTP server: the `/api/v1` REST API (authenticated by API key), operational
+//! endpoints (`/healthz`, `/readyz`, `/metrics`), the OpenAPI document generated from the
+//! handlers, and the cross-cutting layers (errors as JSON, body limit, panics, metrics).
+//!
+//! [`serve`] takes a bound listener and a shutdown future, so tests run the real server on
+//! `127.0.0.1:0`.
+
+pub mod auth;
+pub mod bootstrap;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+mod openapi;
+pub mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use casehook_core::{FormId, WorkspaceId};
+use casehook_store::{FormRecord, Store};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+pub use openapi::openapi_document;
+
+use crate::auth::KeyCache;
+use crate::error::ApiResult;
+
+/// Server settings (validated by the binary before they get here).
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: 1024 * 1024,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<ServerConfig>,
+    pub metrics: PrometheusHandle,
+    pub keys: KeyCache,
+    /// Forms by id, so validating a case does not read the form from the database each time.
+    pub forms: moka::sync::Cache<(WorkspaceId, FormId), Arc<FormRecord>>,
+}
+
+impl AppState {
+    pub fn new(store: Store, config: ServerConfig) -> Self {
+        Self {
+            store,
+            config: Arc::new(config),
+            metrics: middleware::prometheus(),
+            keys: KeyCache::default(),
+            forms: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(30))
+                .build(),
+        }
+    }
+
+    /// A form of the workspace, from the cache when fresh. The store re-checks the form's
+    /// version when a case is written, so a stale entry can cause a retry, never bad data.
+    pub async fn form(&self, workspace: WorkspaceId, id: FormId) -> ApiResult<Arc<FormRecord>> {
+        if let Some(form) = self.forms.get(&(workspace, id)) {
+            return Ok(form);
+        }
+        let form = Arc::new(self.store.get_form(workspace, id).await?);
+        self.forms.insert((workspace, id), form.clone());
+        Ok(form)
+    }
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let (api, _) = openapi::api_router().split_for_parts();
+    let body_limit = state.config.body_limit;
+    Router::new()
+        .nest("/api/v1", api)
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(openapi::serve_document),
+        )
+        .merge(routes::ops::router())
+        .fallback(middleware::not_found)
+        .layer(axum::middleware::from_fn(middleware::record_metrics))
+        .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            axum::http::header::AUTHORIZATION,
+        ]))
+        .with_state(state)
+}
+
+/// Serve until `shutdown` resolves, then stop accepting and finish in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,542 @@
+//! Cases: creation, partial update (merge of `data`, status, external references), soft
+//! deletion, lookups and filtered, cursor-paginated lists.
+//!
+//! Every change writes the case and the events it causes in one transaction (the writer's
+//! savepoint), so an accepted change is never without its events and vice versa. Case data
+//! arrives here already validated against its form by the caller; what is checked here is
+//! what only the database can answer (versions, taken external references, an archived or
+//! changed form).
+
+use std::collections::BTreeMap;
+
+use casehook_core::case::{Case, Change, Changes, Data, diff, merge};
+use casehook_core::event::{Actor, Event, NewEvent};
+use casehook_core::{CaseId, FormId, WorkspaceId, case::CaseRef};
+use serde_json::Value;
+
+use crate::Store;
+use crate::db::{Arg, Conn, Dialect, Row, args, from_micros, now_micros};
+use crate::error::{Result, StoreError};
+use crate::events::append;
+use crate::writer::{Tx, WriteOp};
+
+/// A validated case to create.
+#[derive(Clone, Debug)]
+pub struct NewCase {
+    pub workspace: WorkspaceId,
+    pub form_id: FormId,
+    /// The form version the data was validated against; if the form changed since, the
+    /// write is refused (the caller validates again and retries).
+    pub form_version: i64,
+    pub status: String,
+    pub data: Data,
+    pub external_refs: BTreeMap<String, String>,
+    pub actor: Actor,
+    pub skip_triggers: bool,
+}
+
+/// A validated partial update. `data` is a merge patch (null clears a field);
+/// `external_refs` maps a source to its new reference, or null to remove it.
+#[derive(Clone, Debug, Default)]
+pub struct CasePatch {
+    pub data: Data,
+    pub status: Option<String>,
+    pub external_refs: BTreeMap<String, Option<String>>,
+}
+
+/// Filters for listing cases. Results are newest first (by number).
+#[derive(Clone, Debug, Default)]
+pub struct CaseFilter {
+    pub form_id: Option<FormId>,
+    pub status: Option<String>,
+    /// Field key → value the field must equal. Keys must be valid field keys (checked by
+    /// the caller: they are part of the SQL for SQLite's JSON operator).
+    pub data_equals: Vec<(String, Value)>,
+    pub created_after: Option<i64>,
+    pub created_before: Option<i64>,
+    pub updated_after: Option<i64>,
+    pub updated_before: Option<i64>,
+    pub include_deleted: bool,
+    /// Only cases numbered below this (the previous page's `next_cursor`).
+    pub before_number: Option<i64>,
+    pub limit: i64,
+}
+
+/// One page of cases.
+#[derive(Clone, Debug)]
+pub struct CasePage {
+    pub items: Vec<Case>,
+    /// Pass as `before_number` for the next page; `None` on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+const COLUMNS: &str = "id, workspace_id, form_id, number, status, data, external_refs, version, created_by, \
+                       created_at, updated_at, deleted_at";
+
+fn case_from(row: &Row) -> Result<Case> {
+    Ok(Case {
+        id: CaseId(row.uuid("id")?),
+        workspace_id: WorkspaceId(row.uuid("workspace_id")?),
+        form_id: FormId(row.uuid("form_id")?),
+        number: row.i64("number")?,
+        status: row.text("status")?,
+        data: row.decode("data")?,
+        external_refs: row.decode("external_refs")?,
+        version: row.i64("version")?,
+        created_by: row.decode("created_by")?,
+        created_at: from_micros(row.i64("created_at")?)?,
+        updated_at: from_micros(row.i64("updated_at")?)?,
+        deleted_at: row.opt_i64("deleted_at")?.map(from_micros).transpose()?,
+    })
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Value> {
+    serde_json::to_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A live (not deleted) case of the workspace, locked for update on PostgreSQL.
+async fn load_for_update(conn: &mut Conn<'_>, workspace: WorkspaceId, id: CaseId) -> Result<Case> {
+    let lock = if conn.dialect() == Dialect::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let row = conn
+        .fetch_one(
+            &format!("SELECT {COLUMNS} FROM cases WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL{lock}"),
+            &args![id, workspace],
+            "case",
+        )
+        .await?;
+    case_from(&row)
+}
+
+/// Claim an external reference for a case, refusing one already held by another case.
+async fn claim_ref(
+    conn: &mut Conn<'_>,
+    workspace: WorkspaceId,
+    case: CaseId,
+    source: &str,
+    reference: &str,
+) -> Result<()> {
+    let holder = conn
+        .fetch_optional(
+            "SELECT c.number FROM case_external_refs r JOIN cases c ON c.id = r.case_id
+             WHERE r.workspace_id = $1 AND r.source = $2 AND r.reference = $3 AND r.case_id <> $4",
+            &args![workspace, source, reference, case],
+        )
+        .await?;
+    if let Some(row) = holder {
+        return Err(StoreError::Conflict(format!(
+            "external reference {source}={reference} already belongs to case #{}",
+            row.i64("number")?
+        )));
+    }
+    conn.execute(
+        "DELETE FROM case_external_refs WHERE case_id = $1 AND source = $2",
+        &args![case, source],
+    )
+    .await?;
+    conn.execute(
+        "INSERT INTO case_external_refs (workspace_id, source, reference, case_id) VALUES ($1, $2, $3, $4)",
+        &args![workspace, source, reference, case],
+    )
+    .await?;
+    Ok(())
+}
+
+struct CreateCase(NewCase);
+
+impl WriteOp for CreateCase {
+    type Output = (Case, Event);
+    async fn run(&mut self, tx: &mut Tx<'_>) -> Result<Self::Output> {
+        let new = &self.0;
+        let form = tx
+            .conn
+            .fetch_one(
+                "SELECT version, archived_at FROM forms WHERE id = $1 AND workspace_id = $2",
+                &args![new.form_id, new.workspace],
+                "form",
+            )
+            .await?;
+        if form.opt_i64("archived_at")?.is_some() {
+            return Err(StoreError::Conflict(
+                "the form is archived and takes no new cases".into(),
+            ));
+        }
+        if form.i64("version")? != new.form_version {
+            return Err(StoreError::FormChanged);
+        }
+        let id = CaseId::new();
+        let number = tx
+            .conn
+            .fetch_one(
+                "UPDATE workspaces SET case_counter = case_counter + 1 WHERE id = $1 RETURNING case_counter",
+                &args![new.workspace],
+                "workspace",
+            )
+            .await?
+            .i64("case_counter")?;
+        let now = now_micros();
+        tx.conn
+            .execute(
+                "INSERT INTO cases (id, workspace_id, form_id, number, status, data, external_refs, version,
+                                    created_by, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $9)",
+                &args![
+                    id,
+                    new.workspace,
+                    new.form_id,
+                    number,
+                    new.status.as_str(),
+                    Value::Object(new.data.clone()),
+                    to_json(&new.external_refs)?,
+                    to_json(&new.actor)?,
+                    now
+                ],
+            )
+            .await?;
+        // After the case row (the references point at it); a taken reference rolls the whole
+        // operation back, case number included.
+        for (source, reference) in &new.external_refs {
+            claim_ref(&mut tx.conn, new.workspace, id, source, reference).await?;
+        }
+        let case = Case {
+            id,
+            workspace_id: new.workspace,
+            form_id: new.form_id,
+            number,
+            status: new.status.clone(),
+            data: new.data.clone(),
+            external_refs: new.external_refs.clone(),
+            version: 1,
+            created_by: new.actor.clone(),
+            created_at: from_micros(now)?,
+            updated_at: from_micros(now)?,
+            deleted_at: None,
+        };
+        let event = NewEvent {
+            event_type: "case.created".into(),
+            case_id: Some(id),
+            form_id: Some(new.form_id),
+            actor: new.actor.clone(),
+            data: to_json(&case)?,
+            changes: None,
+            skip_triggers: new.skip_triggers,
+        };
+        let mut events = append(tx, new.workspace, vec![event]).await?;
+        let event = events
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("no event appended".into()))?;
+        Ok((case, event))
+    }
+}
+
+struct UpdateCase {
+    workspace: WorkspaceId,
+    id: CaseId,
+    patch: CasePatch,
+    expected_version: Option<i64>,
+    actor: Actor,
+    skip_triggers: bool,
+}
+
+impl WriteOp for UpdateCase {
+    type Output = (Case, Vec<Event>);
+    async fn run(&mut self, tx: &mut Tx<'_>) -> Result<Self::Output> {
+        let old = load_for_update(&mut tx.conn, self.workspace, self.id).await?;
+        if let Some(expected) = self.expected_version
+            && expected != old.version
+        {
+            return Err(StoreError::VersionMismatch {
+                expected,
+                current: old.version,
+            });
+        }
+        let data = merge(&old.data, &self.patch.data);
+        let mut changes = diff(&old.data, &data);
+        let mut refs = old.external_refs.clone();
+        for (source, reference) in &self.patch.external_refs {
+            let before = refs.get(source).cloned();
+            match reference {
+                Some(r) if before.as_deref() != Some(r.as_str()) => {
+                    claim_ref(&mut tx.conn, self.workspace, self.id, source, r).await?;
+                    refs.insert(source.clone(), r.clone());
+                }
+                None if before.is_some() => {
+                    tx.conn
+                        .execute(
+                            "DELETE FROM case_external_refs WHERE case_id = $1 AND source = $2",
+                            &args![self.id, source.as_str()],
+                        )
+                        .await?;
+                    refs.remove(source);
+                }
+                _ => continue,
+            }
+            let change = Change {
+                old: before.map_or(Value::Null, Value::String),
+                new: refs.get(source).cloned().map_or(Value::Null, Value::String),
+            };
+            changes.insert(format!("external_refs.{source}"), change);
+        }
+        let status = self
+            .patch
+            .status
+            .clone()
+            .unwrap_or_else(|| old.status.clone());
+        let status_changed = status != old.status;
+        if changes.is_empty() && !status_changed {
+            return Ok((old, Vec::new()));
+        }
+        let now = now_micros();
+        tx.conn
+            .execute(
+                "UPDATE cases SET data = $1, status = $2, external_refs = $3, version = version + 1, updated_at = $4
+                 WHERE id = $5 AND workspace_id = $6",
+                &args![Value::Object(data.clone()), status.as_str(), to_json(&refs)?, now, self.id, self.workspace],
+            )
+            .await?;
+        let case = Case {
+            data,
+            status: status.clone(),
+            external_refs: refs,
+            version: old.version + 1,
+            updated_at: from_micros(now)?,
+            ..old.clone()
+        };
+        let snapshot = to_json(&case)?;
+        let mut events = Vec::new();
+        let event = |event_type: &str, changes: Changes| NewEvent {
+            event_type: event_type.into(),
+            case_id: Some(case.id),
+            form_id: Some(case.form_id),
+            actor: self.actor.clone(),
+            data: snapshot.clone(),
+            changes: Some(changes),
+            skip_triggers: self.skip_triggers,
+        };
+        if !changes.is_empty() {
+            events.push(event("case.updated", changes));
+        }
+        if status_changed {
+            let change = Change {
+                old: Value::String(old.status.clone()),
+                new: Value::String(status),
+            };
+            events.push(event(
+                "case.status_changed",
+                Changes::from([("status".to_string(), change)]),
+            ));
+        }
+        let events = append(tx, self.workspace, events).await?;
+        Ok((case, events))
+    }
+}
+
+struct DeleteCase {
+    workspace: WorkspaceId,
+    id: CaseId,
+    expected_version: Option<i64>,
+    actor: Actor,
+}
+
+impl WriteOp for DeleteCase {
+    type Output = Event;
+    async fn run(&mut self, tx: &mut Tx<'_>) -> Result<Event> {
+        let old = load_for_update(&mut tx.conn, self.workspace, self.id).await?;
+        if let Some(expected) = self.expected_version
+            && expected != old.version
+        {
+            return Err(StoreError::VersionMismatch {
+                expected,
+                current: old.version,
+            });
+        }
+        let now = now_micros();
+        tx.conn
+            .execute(
+                "UPDATE cases SET deleted_at = $1, updated_at = $1, version = version + 1 WHERE id = $2 AND workspace_id = $3",
+                &args![now, self.id, self.workspace],
+            )
+            .await?;
+        // A deleted case releases its external references so a new case may take them.
+        tx.conn
+            .execute(
+                "DELETE FROM case_external_refs WHERE case_id = $1",
+                &args![self.id],
+            )
+            .await?;
+        let case = Case {
+            deleted_at: Some(from_micros(now)?),
+            updated_at: from_micros(now)?,
+            version: old.version + 1,
+            ..old
+        };
+        let event = NewEvent {
+            event_type: "case.deleted".into(),
+            case_id: Some(case.id),
+            form_id: Some(case.form_id),
+            actor: self.actor.clone(),
+            data: to_json(&case)?,
+            changes: None,
+            skip_triggers: false,
+        };
+        let mut events = append(tx, self.workspace, vec![event]).await?;
+        events
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("no event appended".into()))
+    }
+}
+
+impl Store {
+    /// Create a case and its `case.created` event in one transaction.
+    pub async fn create_case(&self, new: NewCase) -> Result<(Case, Event)> {
+        self.writer().run(CreateCase(new)).await
+    }
+
+    /// Apply a partial update; returns the case and the events written (none when the patch
+    /// changed nothing, in which case the version does not move either).
+    pub async fn update_case(
+        &self,
+        workspace: WorkspaceId,
+        id: CaseId,
+        patch: CasePatch,
+        expected_version: Option<i64>,
+        actor: Actor,
+        skip_triggers: bool,
+    ) -> Result<(Case, Vec<Event>)> {
+        self.writer()
+            .run(UpdateCase {
+                workspace,
+                id,
+                patch,
+                expected_version,
+                actor,
+                skip_triggers,
+            })
+            .await
+    }
+
+    /// Soft-delete a case, writing `case.deleted`.
+    pub async fn delete_case(
+        &self,
+        workspace: WorkspaceId,
+        id: CaseId,
+        expected_version: Option<i64>,
+        actor: Actor,
+    ) -> Result<Event> {
+        self.writer()
+            .run(DeleteCase {
+                workspace,
+                id,
+                expected_version,
+                actor,
+            })
+            .await
+    }
+
+    /// A live case by id or number.
+    pub async fn get_case(&self, workspace: WorkspaceId, case: CaseRef) -> Result<Case> {
+        let (column, arg): (&str, Arg) = match case {
+            CaseRef::Id(id) => ("id", id.into()),
+            CaseRef::Number(n) => ("number", n.into()),
+        };
+        let mut lease = self.read().await?;
+        let row = lease
+            .conn()
+            .fetch_one(
+                &format!("SELECT {COLUMNS} FROM cases WHERE workspace_id = $1 AND {column} = $2 AND deleted_at IS NULL"),
+                &[workspace.into(), arg],
+                "case",
+            )
+            .await?;
+        case_from(&row)
+    }
+
+    /// The live case holding an external reference.
+    pub async fn find_case_by_ref(
+        &self,
+        workspace: WorkspaceId,
+        source: &str,
+        reference: &str,
+    ) -> Result<Case> {
+        let mut lease = self.read().await?;
+        let columns = COLUMNS
+            .split(", ")
+            .map(|c| format!("c.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let row = lease
+            .conn()
+            .fetch_one(
+                &format!(
+                    "SELECT {columns} FROM case_external_refs r JOIN cases c ON c.id = r.case_id
+                     WHERE r.workspace_id = $1 AND r.source = $2 AND r.reference = $3 AND c.deleted_at IS NULL"
+                ),
+                &args![workspace, source, reference],
+                "case",
+            )
+            .await?;
+        case_from(&row)
+    }
+
+    pub async fn list_cases(
+        &self,
+        workspace: WorkspaceId,
+        filter: &CaseFilter,
+    ) -> Result<CasePage> {
+        let mut lease = self.read().await?;
+        let mut conn = lease.conn();
+        let dialect = conn.dialect();
+        let mut sql = format!("SELECT {COLUMNS} FROM cases WHERE workspace_id = $1");
+        let mut params: Vec<Arg> = Vec::from(args![workspace]);
+        let mut push = |sql: &mut String, clause: &str, arg: Arg| {
+            params.push(arg);
+            sql.push_str(&clause.replace('?', &format!("${}", params.len())));
+        };
+        if let Some(form) = filter.form_id {
+            push(&mut sql, " AND form_id = ?", form.into());
+        }
+        if let Some(status) = &filter.status {
+            push(&mut sql, " AND status = ?", status.as_str().into());
+        }
+        for (key, value) in &filter.data_equals {
+            let clause = match dialect {
+                Dialect::Postgres => format!(" AND data -> '{key}' = ?"),
+                Dialect::Sqlite => format!(" AND data -> '{key}' = json(?)"),
+            };
+            push(&mut sql, &clause, value.clone().into());
+        }
+        let ranges = [
+            (filter.created_after, " AND created_at > ?"),
+            (filter.created_before, " AND created_at < ?"),
+            (filter.updated_after, " AND updated_at > ?"),
+            (filter.updated_before, " AND updated_at < ?"),
+            (filter.before_number, " AND number < ?"),
+        ];
+        for (bound, clause) in ranges {
+            if let Some(value) = bound {
+                push(&mut sql, clause, value.into());
+            }
+        }
+        if !filter.include_deleted {
+            sql.push_str(" AND deleted_at IS NULL");
+        }
+        let limit = filter.limit.clamp(1, 1000);
+        push(
+            &mut sql,
+            " ORDER BY number DESC LIMIT ?",
+            (limit + 1).into(),
+        );
+        let rows = conn.fetch_all(&sql, &params).await?;
+        let mut items = rows.iter().map(case_from).collect::<Result<Vec<_>>>()?;
+        let next_cursor = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(|c| c.number)
+        } else {
+            None
+        };
+        Ok(CasePage { items, next_cursor })
+    }
+}

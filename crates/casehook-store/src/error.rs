@@ -1,0 +1,53 @@
+//! What can go wrong in the store, by cause.
+
+use casehook_core::FieldError;
+
+/// A store operation's failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The thing does not exist in this workspace (or at all; callers must not tell which).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The write conflicts with existing data (a duplicate name, a taken external reference…).
+    #[error("{0}")]
+    Conflict(String),
+    /// The form changed after the caller validated data against it; validate again.
+    #[error("the form changed while the case was being saved; try again")]
+    FormChanged,
+    /// `If-Match` named a version that is no longer current.
+    #[error("version {expected} is stale; the current version is {current}")]
+    VersionMismatch { expected: i64, current: i64 },
+    /// The write is refused because of what is stored (e.g. a form change that would
+    /// invalidate case data), with every problem listed.
+    #[error("{message}")]
+    Rejected {
+        message: String,
+        details: Vec<FieldError>,
+    },
+    /// Stored data that cannot be read back (a bug or a hand-edited database).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The database could not take the write (connection lost, disk full…); nothing of the
+    /// operation was committed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The writer task has stopped (the server is shutting down).
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("database error: {0}")]
+    Backend(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(String),
+}
+
+impl StoreError {
+    /// Whether this is a unique-constraint violation reported by the database.
+    pub(crate) fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Backend(sqlx::Error::Database(db)) => db.is_unique_violation(),
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

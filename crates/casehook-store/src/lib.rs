@@ -1,0 +1,115 @@
+//! casehook's durable state: one [`Store`] over SQLite (embedded default) or PostgreSQL
+//! (scale-out), holding workspaces, API keys, forms, cases, events, the event catalog and
+//! the durable job queue.
+//!
+//! Reads go through a connection pool. Every write goes through the [`writer`] (group
+//! commit), and every change is committed in one transaction together with the events it
+//! causes and the jobs it enqueues (transactional outbox). This crate knows SQL; it does not
+//! know HTTP.
+
+mod cases;
+mod db;
+mod error;
+mod events;
+mod forms;
+mod jobs;
+mod migrate;
+mod notify;
+mod pool;
+mod workspaces;
+mod writer;
+
+use std::sync::Arc;
+
+pub use cases::{CaseFilter, CasePage, CasePatch, NewCase};
+pub use db::{Dialect, from_micros, now_micros, to_micros, to_micros_checked};
+pub use error::{Result, StoreError};
+pub use events::{EventFilter, EventTypeRecord};
+pub use forms::FormRecord;
+pub use jobs::{ClaimedJob, JobState, NewJob};
+pub use pool::redact_url;
+pub use workspaces::{ApiKeyRecord, NewApiKey, Workspace};
+
+use notify::Notifiers;
+use pool::{Lease, Pools};
+use writer::Writer;
+
+/// A handle to the database. Cheap to clone; all clones share pools and the writer.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pools: Pools,
+    writer: Writer,
+    notifiers: Arc<Notifiers>,
+}
+
+impl Store {
+    /// Connect to `url` (`sqlite:PATH?mode=rwc` or `postgres://…`) and apply pending
+    /// migrations. Must be called inside a tokio runtime (it starts the writer task).
+    pub async fn open(url: &str) -> Result<Self> {
+        let store = Self::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connect without migrating (for `casehook migrate` and tests of the migrator).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pools = Pools::open(url).await?;
+        let notifiers = Arc::new(Notifiers::default());
+        let writer = Writer::spawn(pools.write_pool(), notifiers.clone());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pools,
+                writer,
+                notifiers,
+            }),
+        })
+    }
+
+    /// Apply pending migrations; returns how many were applied.
+    pub async fn migrate(&self) -> Result<usize> {
+        let mut lease = self.inner.pools.write_pool().acquire().await?;
+        migrate::run(&mut lease.conn()).await
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.inner.pools.dialect()
+    }
+
+    /// Whether the database answers (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        let mut lease = self.read().await?;
+        lease
+            .conn()
+            .fetch_one("SELECT 1 AS one", &[], "row")
+            .await?;
+        Ok(())
+    }
+
+    /// Close the pools; in-flight writes finish first.
+    pub async fn close(&self) {
+        self.inner.pools.close().await;
+    }
+
+    async fn read(&self) -> Result<Lease> {
+        self.inner.pools.read().await
+    }
+
+    fn writer(&self) -> &Writer {
+        &self.inner.writer
+    }
+}
+
+impl Store {
+    /// `sqlite` or `postgres`, for readiness output and logs.
+    pub fn dialect_name(&self) -> &'static str {
+        match self.dialect() {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+}

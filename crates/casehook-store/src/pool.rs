@@ -1,0 +1,139 @@
+//! Connection pools of either backend: a read pool for queries and a one-connection write
+//! pool owned by the writer task.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
+
+use crate::db::{Conn, Dialect};
+use crate::error::{Result, StoreError};
+
+/// Pools for one database.
+#[derive(Clone, Debug)]
+pub(crate) enum Pools {
+    Sqlite { read: SqlitePool, write: SqlitePool },
+    Pg { read: PgPool, write: PgPool },
+}
+
+/// The writer's pool (one connection).
+#[derive(Clone, Debug)]
+pub(crate) struct WritePool(Pools);
+
+/// A connection borrowed from a pool; `conn()` gives the backend-neutral handle.
+#[derive(Debug)]
+pub(crate) enum Lease {
+    Sqlite(PoolConnection<Sqlite>),
+    Pg(PoolConnection<Postgres>),
+}
+
+impl Lease {
+    pub(crate) fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Lease::Sqlite(c) => Conn::Sqlite(c),
+            Lease::Pg(c) => Conn::Pg(c),
+        }
+    }
+}
+
+impl Pools {
+    /// Open pools for `url`: `sqlite:…` or `postgres://…`.
+    pub(crate) async fn open(url: &str) -> Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)?.application_name("casehook");
+            let read = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options.clone())
+                .await?;
+            let write = PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await?;
+            Ok(Pools::Pg { read, write })
+        } else if url.starts_with("sqlite:") {
+            let base = SqliteConnectOptions::from_str(url)?
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a commit is on disk before the caller hears "accepted".
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            // The writer opens (and creates) the file first, so readers find it with WAL on.
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(base.clone().create_if_missing(true))
+                .await?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(4)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(base.read_only(true))
+                .await?;
+            Ok(Pools::Sqlite { read, write })
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "unsupported database URL `{}`: use sqlite:PATH or postgres://…",
+                redact_url(url)
+            )))
+        }
+    }
+
+    pub(crate) fn dialect(&self) -> Dialect {
+        match self {
+            Pools::Sqlite { .. } => Dialect::Sqlite,
+            Pools::Pg { .. } => Dialect::Postgres,
+        }
+    }
+
+    pub(crate) async fn read(&self) -> Result<Lease> {
+        Ok(match self {
+            Pools::Sqlite { read, .. } => Lease::Sqlite(read.acquire().await?),
+            Pools::Pg { read, .. } => Lease::Pg(read.acquire().await?),
+        })
+    }
+
+    pub(crate) fn write_pool(&self) -> WritePool {
+        WritePool(self.clone())
+    }
+
+    pub(crate) async fn close(&self) {
+        match self {
+            Pools::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Pools::Pg { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+        }
+    }
+}
+
+impl WritePool {
+    pub(crate) async fn acquire(&self) -> Result<Lease> {
+        Ok(match &self.0 {
+            Pools::Sqlite { write, .. } => Lease::Sqlite(write.acquire().await?),
+            Pools::Pg { write, .. } => Lease::Pg(write.acquire().await?),
+        })
+    }
+}
+
+/// A database URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &url[..scheme_end], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}

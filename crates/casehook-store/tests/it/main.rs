@@ -1,0 +1,22 @@
+//! The store's contract suite: every test runs against SQLite and PostgreSQL alike, each on a
+//! fresh database, so both backends keep the same promises (`cargo test -p casehook-store
+//! --test it`; add `-- sqlite` or `-- postgres` for one backend).
+//!
+//! PostgreSQL comes from `casehook-testkit`, which starts a throw-away server once per test
+//! process and skips the PostgreSQL half with a loud warning when PostgreSQL is not installed.
+
+mod fixtures;
+mod harness;
+
+mod claimers;
+mod creation;
+mod deletion;
+mod events;
+mod external_refs;
+mod forms;
+mod group_commit;
+mod jobs;
+mod listing;
+mod migrations;
+mod tenancy;
+mod updates;

@@ -1,0 +1,25 @@
+//! The `casehook` command: `serve` runs the server, `migrate` applies schema migrations.
+//! Configuration comes from flags, then `CASEHOOK_*`
+//! environment variables, then built-in defaults.
+
+mod cli;
+mod logging;
+mod serve;
+
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    // reqwest is built without a default TLS provider; choose ring once for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = cli::Cli::parse();
+    logging::init(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            cli::Command::Serve(args) => serve::run(args).await,
+            cli::Command::Migrate(args) => serve::migrate(args).await,
+        }
+    })
+}
