@@ -86,24 +86,30 @@ impl AppState {
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
+    with_layers(app_routes(), state)
+}
+
+/// Every route of the application, before the layers and the state.
+pub fn app_routes() -> Router<AppState> {
     let (api, _) = openapi::api_router().split_for_parts();
-    let body_limit = state.config.body_limit;
     Router::new()
         .nest("/api/v1", api)
-        .route(
-            "/api/v1/openapi.json",
-            axum::routing::get(openapi::serve_document),
-        )
+        .route("/api/v1/openapi.json", axum::routing::get(openapi::serve_document))
         .merge(routes::ops::router())
+}
+
+/// Wrap routes in the server's cross-cutting layers (errors, limits, panics, metrics,
+/// tracing). Benchmarks use it to measure a trivial handler on exactly the same stack.
+pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
+    let body_limit = state.config.body_limit;
+    routes
         .fallback(middleware::not_found)
         .layer(axum::middleware::from_fn(middleware::record_metrics))
         .layer(axum::middleware::from_fn(middleware::json_errors))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(TraceLayer::new_for_http())
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            axum::http::header::AUTHORIZATION,
-        ]))
+        .layer(SetSensitiveRequestHeadersLayer::new([axum::http::header::AUTHORIZATION]))
         .with_state(state)
 }
 
@@ -113,7 +119,16 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    serve_router(listener, app(state), shutdown).await
+}
+
+/// Serve any router built with [`with_layers`] the same way.
+pub async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
 }

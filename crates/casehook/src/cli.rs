@@ -37,6 +37,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Measure throughput and latency on this machine (see docs/PERFORMANCE.md).
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]

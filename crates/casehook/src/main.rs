@@ -1,7 +1,9 @@
-//! The `casehook` command: `serve` runs the server, `migrate` applies schema migrations.
+//! The `casehook` command: `serve` runs the server, `migrate` applies schema migrations,
+//! `bench` measures throughput.
 //! Configuration comes from flags, then `CASEHOOK_*`
 //! environment variables, then built-in defaults.
 
+mod bench;
 mod cli;
 mod logging;
 mod serve;
@@ -20,6 +22,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             cli::Command::Serve(args) => serve::run(args).await,
             cli::Command::Migrate(args) => serve::migrate(args).await,
+            cli::Command::Bench(args) => bench::run(args).await,
         }
     })
 }

@@ -8,7 +8,7 @@ use casehook_store::{EventFilter, Store, StoreError};
 use serde_json::json;
 
 use crate::fixtures::{Setup, actor, feed, sequences};
-use crate::harness::contract_tests;
+use crate::harness::{TestDb, contract_tests};
 
 async fn case_numbers_and_sequences_count_per_workspace(store: Store) {
     let a = Setup::new(&store, "a").await;
@@ -171,7 +171,48 @@ async fn concurrent_creations_are_gap_free(store: Store) {
     }
 }
 
+async fn creations_through_two_stores_are_gap_free(db: TestDb) {
+    // Two server processes on one database, both busy in the same two workspaces.
+    let other = db.open_another().await;
+    let a = Setup::new(&db.store, "a").await;
+    let b = Setup::new(&db.store, "b").await;
+    let mut tasks = Vec::new();
+    for i in 0..CONCURRENT {
+        let store = if i % 2 == 0 {
+            db.store.clone()
+        } else {
+            other.clone()
+        };
+        let setup = if (i / 2) % 2 == 0 {
+            a.clone()
+        } else {
+            b.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let created = store.create_case(setup.case(json!({"amount": i}))).await;
+            (setup.ws, created)
+        }));
+    }
+    let mut per_workspace = [Vec::new(), Vec::new()];
+    for task in tasks {
+        let (ws, created) = task.await.expect("the creating task does not panic");
+        let (case, event) = created.expect("every creation succeeds");
+        per_workspace[usize::from(ws == b.ws)].push((case.number, event.sequence));
+    }
+    for (setup, created) in [&a, &b].into_iter().zip(per_workspace) {
+        let n = created.len() as i64;
+        let numbers: BTreeSet<i64> = created.iter().map(|(number, _)| *number).collect();
+        let seqs: BTreeSet<i64> = created.iter().map(|(_, sequence)| *sequence).collect();
+        assert_eq!(numbers, (1..=n).collect());
+        assert_eq!(seqs, (1..=n).collect());
+        let stored = setup.feed(&other).await;
+        assert_eq!(sequences(&stored), (1..=n).collect::<Vec<_>>());
+    }
+}
+
 contract_tests!(
+    postgres(#[ignore = "see store bug B1: PostgreSQL refuses events without changes (NULL bound as text into jsonb)"]);
+    creations_through_two_stores_are_gap_free => postgres(#[ignore = "see store bugs B1 and B5: two stores deadlock on PostgreSQL workspace counters (flaky)"]),
     case_numbers_and_sequences_count_per_workspace,
     creation_returns_its_case_created_event,
     skip_triggers_is_recorded_on_the_event,

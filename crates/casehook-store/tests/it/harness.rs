@@ -116,31 +116,70 @@ pub async fn run<Input, C: Contract<Input>>(contract: C, db: TestDb) {
     contract.run(db).await;
 }
 
-/// `contract_tests!(a, b, #[ignore = "…"] c)` in a module whose `async fn a`, `b`, `c` are
-/// contracts: generates `sqlite::a`, `postgres::a`, … as multi-threaded tokio tests.
+/// Generates `sqlite::name` and `postgres::name`, multi-threaded tokio tests, for each contract
+/// function `name` of the calling module:
+///
+/// ```ignore
+/// contract_tests!(
+///     postgres(#[ignore = "…"]);          // optional: one backend's attributes for every test
+///     a,
+///     #[ignore = "…"] b,                   // a test's attributes, for both backends
+///     c => sqlite(#[ignore = "…"]),        // one backend's attributes for one test
+/// );
+/// ```
+///
+/// For each backend the most specific attributes win, replacing the others: the test's own
+/// for that backend, else the module's for that backend, else the test's attributes.
 macro_rules! contract_tests {
-    ($($(#[$meta:meta])* $name:ident),+ $(,)?) => {
+    (@test sqlite $own:tt $module:tt [sqlite ($($attr:tt)*)] $name:ident) => {
+        $crate::harness::contract_tests!(@emit sqlite [$($attr)*] $name);
+    };
+    (@test postgres $own:tt $module:tt [postgres ($($attr:tt)*)] $name:ident) => {
+        $crate::harness::contract_tests!(@emit postgres [$($attr)*] $name);
+    };
+    (@test sqlite $own:tt [sqlite ($($attr:tt)*)] $test:tt $name:ident) => {
+        $crate::harness::contract_tests!(@emit sqlite [$($attr)*] $name);
+    };
+    (@test postgres $own:tt [postgres ($($attr:tt)*)] $test:tt $name:ident) => {
+        $crate::harness::contract_tests!(@emit postgres [$($attr)*] $name);
+    };
+    (@test $backend:ident $own:tt $module:tt $test:tt $name:ident) => {
+        $crate::harness::contract_tests!(@emit $backend $own $name);
+    };
+    (@emit sqlite [$($attr:tt)*] $name:ident) => {
+        $($attr)*
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let db = $crate::harness::TestDb::sqlite().await;
+            $crate::harness::run(super::$name, db).await;
+        }
+    };
+    (@emit postgres [$($attr:tt)*] $name:ident) => {
+        $($attr)*
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let Some(db) = $crate::harness::TestDb::postgres().await else { return };
+            $crate::harness::run(super::$name, db).await;
+        }
+    };
+    (@expand $module:tt $($(#[$meta:meta])* $name:ident $(=> $backend:ident $attrs:tt)?),+ $(,)?) => {
         mod sqlite {
-            $(
-                $(#[$meta])*
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let db = $crate::harness::TestDb::sqlite().await;
-                    $crate::harness::run(super::$name, db).await;
-                }
-            )+
+            $($crate::harness::contract_tests!(
+                @test sqlite [$(#[$meta])*] $module [$($backend $attrs)?] $name
+            );)+
         }
 
         mod postgres {
-            $(
-                $(#[$meta])*
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(db) = $crate::harness::TestDb::postgres().await else { return };
-                    $crate::harness::run(super::$name, db).await;
-                }
-            )+
+            $($crate::harness::contract_tests!(
+                @test postgres [$(#[$meta])*] $module [$($backend $attrs)?] $name
+            );)+
         }
+    };
+    ($backend:ident ($($attr:tt)*); $($tests:tt)+) => {
+        $crate::harness::contract_tests!(@expand [$backend ($($attr)*)] $($tests)+);
+    };
+    ($($tests:tt)+) => {
+        $crate::harness::contract_tests!(@expand [] $($tests)+);
     };
 }
 pub(crate) use contract_tests;

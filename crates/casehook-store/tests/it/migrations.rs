@@ -1,8 +1,6 @@
 //! Migrations: applied on open, and applying them again changes nothing.
 
-use casehook_core::case::CaseRef;
 use casehook_store::Store;
-use serde_json::json;
 
 use crate::fixtures::Setup;
 use crate::harness::{TestDb, contract_tests};
@@ -11,17 +9,12 @@ async fn migrations_are_idempotent(db: TestDb) {
     // `TestDb` opened (and so migrated) the database already.
     assert_eq!(db.store.migrate().await.expect("migrate again"), 0);
     let s = Setup::new(&db.store, "w").await;
-    let case = s.create(&db.store, json!({"name": "Ada"})).await;
 
     let again = db.open_another().await;
     assert_eq!(again.migrate().await.expect("migrate a third time"), 0);
-    assert_eq!(
-        again
-            .get_case(s.ws, CaseRef::Id(case.id))
-            .await
-            .expect("data survive"),
-        case
-    );
+    let form = again.get_form(s.ws, s.form.id).await.expect("data survive");
+    assert_eq!(form, s.form);
+    assert_eq!(again.workspace_count().await.expect("count"), 1);
 }
 
 async fn fresh_database_is_migrated_once(db: TestDb) {
@@ -39,4 +32,26 @@ async fn fresh_database_is_migrated_once(db: TestDb) {
     assert_eq!(reopened.migrate().await.expect("migrate"), 0);
 }
 
-contract_tests!(migrations_are_idempotent, fresh_database_is_migrated_once);
+async fn concurrent_first_opens_migrate_once(db: TestDb) {
+    // Two processes starting at once on a new database: both must come up.
+    let url = db.fresh_url().await;
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { Store::open(&url).await })
+        })
+        .collect();
+    for open in opens {
+        let store = open
+            .await
+            .expect("the opening task does not panic")
+            .expect("every concurrent open succeeds");
+        assert_eq!(store.migrate().await.expect("migrate"), 0);
+    }
+}
+
+contract_tests!(
+    migrations_are_idempotent,
+    fresh_database_is_migrated_once,
+    concurrent_first_opens_migrate_once => sqlite(#[ignore = "see store bug B4: concurrent first opens race the SQLite migrator (flaky)"]),
+);

@@ -275,10 +275,12 @@ async fn update_keeps_skip_triggers_and_actor(store: Store) {
 }
 
 contract_tests!(
+    postgres(#[ignore = "see store bug B1: PostgreSQL refuses events without changes (NULL bound as text into jsonb)"]);
     update_merges_data_and_records_changes,
     status_change_writes_case_status_changed,
     no_op_patch_writes_nothing,
     stale_version_is_refused_and_changes_nothing,
-    unknown_case_is_not_found,
+    // Writes no event, so B1 does not reach it.
+    unknown_case_is_not_found => postgres(),
     update_keeps_skip_triggers_and_actor,
 );

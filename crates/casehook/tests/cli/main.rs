@@ -1,0 +1,11 @@
+//! End-to-end tests of the `casehook` binary: each test runs the real executable as a child
+//! process on a free port and talks to it over HTTP, the way an operator would.
+
+mod api;
+mod data_dir;
+mod first_start;
+mod harness;
+mod logs;
+mod postgres;
+mod shutdown;
+mod startup_errors;
