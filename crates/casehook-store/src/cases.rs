@@ -389,6 +389,29 @@ impl WriteOp for DeleteCase {
     }
 }
 
+/// `data.<key> = value`, comparing by JSON value on both backends: numbers by numeric value
+/// (10 equals 10.0), strings only with strings. `key` is a checked field key.
+fn data_equals_clause(dialect: Dialect, key: &str, value: &Value) -> (String, Arg) {
+    match (dialect, value) {
+        (Dialect::Postgres, _) => (format!(" AND data -> '{key}' = ?"), value.clone().into()),
+        (Dialect::Sqlite, Value::Number(n)) => (
+            format!(
+                " AND json_type(data, '$.{key}') IN ('integer', 'real') AND data ->> '$.{key}' = ?"
+            ),
+            n.as_i64()
+                .map_or_else(|| Arg::F64(n.as_f64().unwrap_or(f64::NAN)), Arg::I64),
+        ),
+        (Dialect::Sqlite, Value::String(s)) => (
+            format!(" AND json_type(data, '$.{key}') = 'text' AND data ->> '$.{key}' = ?"),
+            s.as_str().into(),
+        ),
+        (Dialect::Sqlite, _) => (
+            format!(" AND data -> '$.{key}' = json(?)"),
+            value.clone().into(),
+        ),
+    }
+}
+
 impl Store {
     /// Create a case and its `case.created` event in one transaction.
     pub async fn create_case(&self, new: NewCase) -> Result<(Case, Event)> {
@@ -502,11 +525,14 @@ impl Store {
             push(&mut sql, " AND status = ?", status.as_str().into());
         }
         for (key, value) in &filter.data_equals {
-            let clause = match dialect {
-                Dialect::Postgres => format!(" AND data -> '{key}' = ?"),
-                Dialect::Sqlite => format!(" AND data -> '{key}' = json(?)"),
-            };
-            push(&mut sql, &clause, value.clone().into());
+            if !key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(StoreError::Conflict(format!("`{key}` is not a field key")));
+            }
+            let (clause, arg) = data_equals_clause(dialect, key, value);
+            push(&mut sql, &clause, arg);
         }
         let ranges = [
             (filter.created_after, " AND created_at > ?"),

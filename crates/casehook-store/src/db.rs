@@ -31,6 +31,9 @@ pub enum Arg {
     Uuid(Uuid),
     OptUuid(Option<Uuid>),
     Json(Value),
+    /// A JSON value or SQL NULL, typed as JSON (PostgreSQL refuses a text NULL in a jsonb column).
+    OptJson(Option<Value>),
+    F64(f64),
     Bool(bool),
 }
 
@@ -42,7 +45,7 @@ macro_rules! arg_from {
     )*};
 }
 arg_from!(i64 => I64, Option<i64> => OptI64, String => Text, &str => Text, Option<String> => OptText,
-          Uuid => Uuid, Option<Uuid> => OptUuid, Value => Json, bool => Bool);
+          Uuid => Uuid, Option<Uuid> => OptUuid, Value => Json, Option<Value> => OptJson, f64 => F64, bool => Bool);
 
 macro_rules! id_args {
     ($($t:ty),*) => {$(
@@ -78,6 +81,8 @@ fn bind_sqlite<'q>(
             Arg::Uuid(v) => q.bind(*v),
             Arg::OptUuid(v) => q.bind(*v),
             Arg::Json(v) => q.bind(sqlx::types::Json(v)),
+            Arg::OptJson(v) => q.bind(v.as_ref().map(sqlx::types::Json)),
+            Arg::F64(v) => q.bind(*v),
             Arg::Bool(v) => q.bind(*v),
         };
     }
@@ -97,6 +102,8 @@ fn bind_pg<'q>(
             Arg::Uuid(v) => q.bind(*v),
             Arg::OptUuid(v) => q.bind(*v),
             Arg::Json(v) => q.bind(sqlx::types::Json(v)),
+            Arg::OptJson(v) => q.bind(v.as_ref().map(sqlx::types::Json)),
+            Arg::F64(v) => q.bind(*v),
             Arg::Bool(v) => q.bind(*v),
         };
     }

@@ -41,6 +41,17 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A deadlock or serialization failure: the database gave up on this transaction, and
+    /// the same work can succeed when run again.
+    pub(crate) fn is_transient_conflict(&self) -> bool {
+        match self {
+            StoreError::Backend(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("40P01") | Some("40001"))
+            }
+            _ => false,
+        }
+    }
+
     /// Whether this is a unique-constraint violation reported by the database.
     pub(crate) fn is_unique_violation(&self) -> bool {
         match self {

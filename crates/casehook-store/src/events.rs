@@ -126,7 +126,7 @@ pub(crate) async fn append(
             actor,
             event.data.clone()
         ]);
-        params.push(changes.map_or(Arg::OptText(None), Arg::Json));
+        params.push(Arg::OptJson(changes));
         params.extend(args![event.skip_triggers, now]);
         tx.conn
             .execute(
@@ -205,7 +205,7 @@ impl WriteOp for PutEventType {
     type Output = EventTypeRecord;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<EventTypeRecord> {
         let now = now_micros();
-        let schema = self.schema.clone().map_or(Arg::OptText(None), Arg::Json);
+        let schema = Arg::OptJson(self.schema.clone());
         if self.create {
             let inserted = tx
                 .conn

@@ -26,18 +26,33 @@ const MIGRATIONS: &[Migration] = &[Migration {
 /// An arbitrary, fixed key for `pg_advisory_lock` ("casehook" in ASCII).
 const PG_LOCK_KEY: i64 = 0x6361_7365_686f_6f6b;
 
-/// Apply every migration not yet applied. Returns how many were applied now.
+/// Apply every migration not yet applied, all in one transaction that holds the write lock
+/// (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: an advisory lock, DDL being transactional), so two
+/// processes opening a fresh database at once apply each migration exactly once. Returns how
+/// many were applied.
 pub async fn run(conn: &mut Conn<'_>) -> Result<usize> {
-    if conn.dialect() == Dialect::Postgres {
-        conn.execute("SELECT pg_advisory_lock($1)", &args![PG_LOCK_KEY])
-            .await?;
+    match conn.dialect() {
+        Dialect::Sqlite => conn.batch("BEGIN IMMEDIATE").await?,
+        Dialect::Postgres => {
+            conn.execute("SELECT pg_advisory_lock($1)", &args![PG_LOCK_KEY])
+                .await?;
+            conn.batch("BEGIN").await?;
+        }
     }
     let outcome = apply_pending(conn).await;
+    let finish = if outcome.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    let finished = conn.batch(finish).await;
     if conn.dialect() == Dialect::Postgres {
         conn.execute("SELECT pg_advisory_unlock($1)", &args![PG_LOCK_KEY])
             .await?;
     }
-    outcome
+    let count = outcome?;
+    finished?;
+    Ok(count)
 }
 
 async fn apply_pending(conn: &mut Conn<'_>) -> Result<usize> {
@@ -68,27 +83,14 @@ async fn apply_pending(conn: &mut Conn<'_>) -> Result<usize> {
             Dialect::Sqlite => m.sqlite,
             Dialect::Postgres => m.postgres,
         };
-        conn.batch("BEGIN").await?;
-        let step = async {
-            conn.batch(sql).await?;
-            conn.execute(
-                "INSERT INTO casehook_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-                &args![m.version, m.name, now_micros()],
-            )
-            .await?;
-            Ok::<_, StoreError>(())
-        }
-        .await;
-        match step {
-            Ok(()) => conn.batch("COMMIT").await?,
-            Err(e) => {
-                conn.batch("ROLLBACK").await?;
-                return Err(StoreError::Migration(format!(
-                    "migration {} ({}) failed: {e}",
-                    m.version, m.name
-                )));
-            }
-        }
+        conn.batch(sql).await.map_err(|e| {
+            StoreError::Migration(format!("migration {} ({}) failed: {e}", m.version, m.name))
+        })?;
+        conn.execute(
+            "INSERT INTO casehook_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            &args![m.version, m.name, now_micros()],
+        )
+        .await?;
         tracing::info!(version = m.version, name = m.name, "applied migration");
         count += 1;
     }

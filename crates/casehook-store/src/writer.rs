@@ -133,7 +133,35 @@ async fn writer_loop(
 
 /// Run and commit one batch, answering every operation in it. Returns the job queues that
 /// received committed work.
+///
+/// Operations of one batch may touch several workspaces' counter rows in arrival order, so
+/// two PostgreSQL processes can deadlock on them. When the database gives up on a batch that
+/// way, each operation is run again in a transaction of its own: one operation locks one
+/// workspace, so alone it cannot be part of a cycle.
 async fn commit_batch(pool: &WritePool, batch: &mut Vec<Box<dyn Queued>>) -> BTreeSet<String> {
+    match attempt(pool, batch).await {
+        Attempt::Done(woken) => woken,
+        Attempt::Split => {
+            let mut woken = BTreeSet::new();
+            for op in batch.drain(..) {
+                let mut alone = vec![op];
+                if let Attempt::Done(w) = attempt(pool, &mut alone).await {
+                    woken.extend(w);
+                }
+            }
+            woken
+        }
+    }
+}
+
+enum Attempt {
+    /// Every operation was answered.
+    Done(BTreeSet<String>),
+    /// Nothing was committed or answered: run the operations one by one.
+    Split,
+}
+
+async fn attempt(pool: &WritePool, batch: &mut Vec<Box<dyn Queued>>) -> Attempt {
     let mut lease = match pool.acquire().await {
         Ok(lease) => lease,
         Err(e) => {
@@ -141,7 +169,7 @@ async fn commit_batch(pool: &WritePool, batch: &mut Vec<Box<dyn Queued>>) -> BTr
             for op in batch.drain(..) {
                 op.finish(Some(StoreError::Unavailable(message.clone())));
             }
-            return BTreeSet::new();
+            return Attempt::Done(BTreeSet::new());
         }
     };
     let mut tx = Tx {
@@ -155,19 +183,23 @@ async fn commit_batch(pool: &WritePool, batch: &mut Vec<Box<dyn Queued>>) -> BTr
         Err(e) => Err(e),
     };
     if let Err(e) = committed {
-        // The batch is lost as a whole: roll back what may be left and fail every operation.
         let _ = tx.conn.batch("ROLLBACK").await;
+        if e.is_transient_conflict() && batch.len() > 1 {
+            tracing::debug!(error = %e, size = batch.len(), "batch hit a lock conflict; running its operations one by one");
+            return Attempt::Split;
+        }
+        // The batch is lost as a whole: fail every operation.
         tracing::error!(error = %e, size = batch.len(), "write batch failed");
         let message = format!("write failed: {e}");
         for op in batch.drain(..) {
             op.finish(Some(StoreError::Unavailable(message.clone())));
         }
-        return BTreeSet::new();
+        return Attempt::Done(BTreeSet::new());
     }
     for (op, failure) in batch.drain(..).zip(failures) {
         op.finish(failure);
     }
-    tx.woken
+    Attempt::Done(tx.woken)
 }
 
 /// Run each operation in its own savepoint. An operation's own error is recorded in
@@ -207,6 +239,9 @@ async fn run_all(
                 tx.conn.batch("RELEASE SAVEPOINT op").await?;
                 failures.push(None);
             }
+            // The database gave up on the whole transaction (deadlock): not this operation's
+            // fault, so the batch is split and retried.
+            Err(e) if e.is_transient_conflict() => return Err(e),
             Err(e) => {
                 tx.conn.batch("ROLLBACK TO SAVEPOINT op").await?;
                 tx.conn.batch("RELEASE SAVEPOINT op").await?;

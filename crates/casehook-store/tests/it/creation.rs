@@ -211,8 +211,7 @@ async fn creations_through_two_stores_are_gap_free(db: TestDb) {
 }
 
 contract_tests!(
-    postgres(#[ignore = "see store bug B1: PostgreSQL refuses events without changes (NULL bound as text into jsonb)"]);
-    creations_through_two_stores_are_gap_free => postgres(#[ignore = "see store bugs B1 and B5: two stores deadlock on PostgreSQL workspace counters (flaky)"]),
+    creations_through_two_stores_are_gap_free,
     case_numbers_and_sequences_count_per_workspace,
     creation_returns_its_case_created_event,
     skip_triggers_is_recorded_on_the_event,

@@ -93,7 +93,6 @@ async fn deleted_case_takes_no_more_changes(store: Store) {
 }
 
 contract_tests!(
-    postgres(#[ignore = "see store bug B1: PostgreSQL refuses events without changes (NULL bound as text into jsonb)"]);
     delete_is_soft_and_writes_case_deleted,
     deleted_case_takes_no_more_changes
 );

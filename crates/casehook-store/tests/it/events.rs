@@ -187,7 +187,6 @@ async fn custom_events_join_the_sequence(store: Store) {
 }
 
 contract_tests!(
-    postgres(#[ignore = "see store bug B1: PostgreSQL refuses events without changes (NULL bound as text into jsonb)"]);
     feed_resumes_exactly_after_a_sequence,
     feed_filters_by_type_and_case,
     custom_events_join_the_sequence

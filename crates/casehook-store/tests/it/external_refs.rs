@@ -2,10 +2,7 @@
 //! `find_case_by_ref`, changed and removed by updates, released by deletion. A refused claim
 //! leaves no case, no event and no used-up case number behind.
 //!
-//! Most contracts here give the first holder its reference through `update_case`: creating a
-//! case that carries references fails on both backends (see the ignored
-//! `create_case_claims_its_external_refs`), and the uniqueness rules should stay covered
-//! meanwhile.
+//! A case claims a reference when it is created or by a later update; the contracts use both.
 
 use std::collections::BTreeMap;
 
@@ -24,7 +21,7 @@ fn refs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// A new case of `s` that holds `stripe=reference` (claimed by an update).
+/// A new case of `s` that claims `stripe=reference` by an update.
 async fn case_holding(store: &Store, s: &Setup, reference: &str) -> casehook_core::case::Case {
     let case = s.create(store, json!({"name": reference})).await;
     s.update(store, case.id, set_ref("stripe", Some(reference)))
@@ -58,9 +55,12 @@ async fn create_case_claims_its_external_refs(store: Store) {
 
 async fn taken_ref_refuses_creation_without_a_trace(store: Store) {
     let s = Setup::new(&store, "w").await;
-    let holder = case_holding(&store, &s, "cus_1").await;
+    let (holder, _) = store
+        .create_case(s.case_with_ref(json!({"name": "holder"}), "stripe", "cus_1"))
+        .await
+        .expect("create the holder");
     let feed_before = s.feed(&store).await;
-    assert_eq!(sequences(&feed_before), [1, 2]);
+    assert_eq!(sequences(&feed_before), [1]);
 
     for _ in 0..3 {
         match store
@@ -86,7 +86,7 @@ async fn taken_ref_refuses_creation_without_a_trace(store: Store) {
     // The refused creations used up no case number and no sequence.
     let (next, event) = store.create_case(s.case(json!({}))).await.expect("create");
     assert_eq!(next.number, 2);
-    assert_eq!(event.sequence, 3);
+    assert_eq!(event.sequence, 2);
 }
 
 async fn refs_are_unique_per_workspace_and_source(store: Store) {
@@ -221,9 +221,7 @@ async fn deletion_releases_refs(store: Store) {
 }
 
 contract_tests!(
-    postgres(#[ignore = "see store bug B1: PostgreSQL refuses events without changes (NULL bound as text into jsonb)"]);
-    #[ignore = "see store bug B2: create_case inserts external refs before the case row (FK violation)"]
-    create_case_claims_its_external_refs => postgres(#[ignore = "see store bugs B1 and B2: events without changes fail on PostgreSQL; refs are inserted before the case"]),
+    create_case_claims_its_external_refs,
     taken_ref_refuses_creation_without_a_trace,
     refs_are_unique_per_workspace_and_source,
     update_claiming_a_taken_ref_changes_nothing,

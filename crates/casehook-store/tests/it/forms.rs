@@ -218,7 +218,6 @@ async fn archived_form_takes_no_new_cases(store: Store) {
 }
 
 contract_tests!(
-    postgres(#[ignore = "see store bug B1: PostgreSQL refuses events without changes (NULL bound as text into jsonb)"]);
     change_invalidating_stored_data_is_rejected,
     compatible_change_bumps_the_version,
     deleted_cases_do_not_block_form_changes,

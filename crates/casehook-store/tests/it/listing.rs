@@ -271,10 +271,9 @@ async fn pagination_combines_with_filters(store: Store) {
 }
 
 contract_tests!(
-    postgres(#[ignore = "see store bug B1: PostgreSQL refuses events without changes (NULL bound as text into jsonb)"]);
     list_filters_by_form_and_status,
     list_filters_by_data_equality,
-    number_filters_compare_by_value => sqlite(#[ignore = "see store bug B3: SQLite compares data-filter numbers as JSON text (10.0 != 10)"]),
+    number_filters_compare_by_value,
     list_filters_by_time_ranges,
     list_paginates_newest_first,
     pagination_combines_with_filters,

@@ -53,5 +53,5 @@ async fn concurrent_first_opens_migrate_once(db: TestDb) {
 contract_tests!(
     migrations_are_idempotent,
     fresh_database_is_migrated_once,
-    concurrent_first_opens_migrate_once => sqlite(#[ignore = "see store bug B4: concurrent first opens race the SQLite migrator (flaky)"]),
+    concurrent_first_opens_migrate_once,
 );

@@ -133,7 +133,7 @@ async fn events_stay_in_their_workspace(store: Store) {
 }
 
 contract_tests!(
-    workspaces_cannot_reach_each_others_cases => postgres(#[ignore = "see store bug B1: PostgreSQL refuses events without changes (NULL bound as text into jsonb)"]),
+    workspaces_cannot_reach_each_others_cases,
     workspaces_cannot_use_each_others_forms,
-    events_stay_in_their_workspace => postgres(#[ignore = "see store bug B1: PostgreSQL refuses events without changes (NULL bound as text into jsonb)"]),
+    events_stay_in_their_workspace,
 );

@@ -275,7 +275,6 @@ async fn update_keeps_skip_triggers_and_actor(store: Store) {
 }
 
 contract_tests!(
-    postgres(#[ignore = "see store bug B1: PostgreSQL refuses events without changes (NULL bound as text into jsonb)"]);
     update_merges_data_and_records_changes,
     status_change_writes_case_status_changed,
     no_op_patch_writes_nothing,
