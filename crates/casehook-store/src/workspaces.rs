@@ -134,6 +134,34 @@ impl WriteOp for CreateWorkspace {
     }
 }
 
+/// Create the first workspace only if there is none, deciding inside the write: SQLite's
+/// writer holds the database's write lock, and on PostgreSQL a transaction-scoped advisory
+/// lock makes concurrent first starts of several processes take turns.
+struct CreateFirstWorkspace(CreateWorkspace);
+
+/// An arbitrary, fixed key for the first-start advisory lock ("cbootstr" in ASCII).
+const FIRST_START_LOCK: i64 = 0x6362_6f6f_7473_7472;
+
+impl WriteOp for CreateFirstWorkspace {
+    type Output = Option<(Workspace, ApiKeyRecord)>;
+    async fn run(&mut self, tx: &mut Tx<'_>) -> Result<Self::Output> {
+        if tx.conn.dialect() == crate::db::Dialect::Postgres {
+            tx.conn
+                .execute("SELECT pg_advisory_xact_lock($1)", &args![FIRST_START_LOCK])
+                .await?;
+        }
+        let existing = tx
+            .conn
+            .fetch_one("SELECT COUNT(*) AS n FROM workspaces", &[], "count")
+            .await?
+            .i64("n")?;
+        if existing > 0 {
+            return Ok(None);
+        }
+        self.0.run(tx).await.map(Some)
+    }
+}
+
 struct CreateKey {
     workspace: WorkspaceId,
     key: NewApiKey,
@@ -195,6 +223,20 @@ impl Store {
                 first_key,
             })
             .await
+    }
+
+    /// On the very first start: create the workspace and its first key unless a workspace
+    /// already exists (also when another process is starting at the same moment).
+    pub async fn create_first_workspace(
+        &self,
+        name: &str,
+        first_key: NewApiKey,
+    ) -> Result<Option<(Workspace, ApiKeyRecord)>> {
+        let op = CreateWorkspace {
+            name: name.to_string(),
+            first_key,
+        };
+        self.writer().run(CreateFirstWorkspace(op)).await
     }
 
     pub async fn get_workspace(&self, id: WorkspaceId) -> Result<Workspace> {

@@ -61,13 +61,18 @@ const BENCH_KEY: &str = "chk_bench_admin_key";
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let Bench::Ingest(args) = args.what;
-    let scratch = args.scratch.join(format!("casehook-bench-{}", std::process::id()));
+    let scratch = args
+        .scratch
+        .join(format!("casehook-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
     println!(
         "casehook bench ingest: {} s measured (+{} s warm-up) per phase, {} requests in flight\n",
         args.seconds, args.warmup, args.concurrency
     );
-    println!("{:<22} {:>9} {:>10} {:>9} {:>9} {:>9} {:>8} {:>10}", "phase", "requests", "per second", "p50 ms", "p95 ms", "p99 ms", "errors", "peak RSS");
+    println!(
+        "{:<22} {:>9} {:>10} {:>9} {:>9} {:>9} {:>8} {:>10}",
+        "phase", "requests", "per second", "p50 ms", "p95 ms", "p99 ms", "errors", "peak RSS"
+    );
     let result = phases(&args, &scratch).await;
     let _ = std::fs::remove_dir_all(&scratch);
     result
@@ -75,8 +80,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 async fn phases(args: &IngestArgs, scratch: &std::path::Path) -> anyhow::Result<()> {
     let sqlite_url = |name: &str| format!("sqlite:{}", scratch.join(name).display());
-    let baseline = phase(args, "baseline (no database)", &sqlite_url("baseline.db"), Target::Noop).await?;
-    let sqlite = phase(args, "sqlite: create case", &sqlite_url("ingest.db"), Target::CreateCase).await?;
+    let baseline = phase(
+        args,
+        "baseline (no database)",
+        &sqlite_url("baseline.db"),
+        Target::Noop,
+    )
+    .await?;
+    let sqlite = phase(
+        args,
+        "sqlite: create case",
+        &sqlite_url("ingest.db"),
+        Target::CreateCase,
+    )
+    .await?;
     println!("\nsqlite / baseline: {:.1}%", 100.0 * sqlite / baseline);
     if let Some(url) = &args.postgres_url {
         let pg = phase(args, "postgres: create case", url, Target::CreateCase).await?;
@@ -95,11 +112,19 @@ enum Target {
 
 /// Runs one phase against a fresh server; returns its requests per second.
 async fn phase(args: &IngestArgs, name: &str, url: &str, target: Target) -> anyhow::Result<f64> {
-    let store = Store::open(url).await.with_context(|| format!("opening {}", casehook_store::redact_url(url)))?;
-    if bootstrap::ensure_default_workspace(&store, Some(BENCH_KEY.into())).await?.is_none() {
+    let store = Store::open(url)
+        .await
+        .with_context(|| format!("opening {}", casehook_store::redact_url(url)))?;
+    if bootstrap::ensure_default_workspace(&store, Some(BENCH_KEY.into()))
+        .await?
+        .is_none()
+    {
         anyhow::bail!("the benchmark database already has workspaces; give it an empty database");
     }
-    let key = store.find_api_key(&casehook_server::auth::hash_key(BENCH_KEY)).await?.context("bench key")?;
+    let key = store
+        .find_api_key(&casehook_server::auth::hash_key(BENCH_KEY))
+        .await?
+        .context("bench key")?;
     let form = store.create_form(key.workspace_id, bench_form()).await?;
     let state = AppState::new(store.clone(), ServerConfig::default());
     let routes = casehook_server::app_routes().route("/bench/noop", post(noop));
@@ -111,10 +136,20 @@ async fn phase(args: &IngestArgs, name: &str, url: &str, target: Target) -> anyh
         let _ = stopped.await;
     }));
 
-    let path = if target == Target::Noop { "/bench/noop" } else { "/api/v1/cases" };
-    let body = json!({"form_id": form.id, "data": {"amount": 1250.5, "kind": "car", "note": "bench"}});
+    let path = if target == Target::Noop {
+        "/bench/noop"
+    } else {
+        "/api/v1/cases"
+    };
+    let body =
+        json!({"form_id": form.id, "data": {"amount": 1250.5, "kind": "car", "note": "bench"}});
     reset_peak_rss();
-    let stats = load(args, &format!("http://{address}{path}"), Arc::new(serde_json::to_vec(&body)?)).await?;
+    let stats = load(
+        args,
+        &format!("http://{address}{path}"),
+        Arc::new(serde_json::to_vec(&body)?),
+    )
+    .await?;
     let rss = peak_rss_kib();
     let _ = stop.send(());
     server.await??;
@@ -139,10 +174,25 @@ async fn phase(args: &IngestArgs, name: &str, url: &str, target: Target) -> anyh
 }
 
 /// Every acknowledged creation must be in the database.
-async fn verify_stored(store: &Store, workspace: casehook_core::WorkspaceId, acknowledged: u64) -> anyhow::Result<()> {
-    let newest = store.list_cases(workspace, &CaseFilter { limit: 1, ..CaseFilter::default() }).await?;
+async fn verify_stored(
+    store: &Store,
+    workspace: casehook_core::WorkspaceId,
+    acknowledged: u64,
+) -> anyhow::Result<()> {
+    let newest = store
+        .list_cases(
+            workspace,
+            &CaseFilter {
+                limit: 1,
+                ..CaseFilter::default()
+            },
+        )
+        .await?;
     let stored = newest.items.first().map_or(0, |c| c.number) as u64;
-    anyhow::ensure!(stored >= acknowledged, "only {stored} cases stored for {acknowledged} acknowledged creations");
+    anyhow::ensure!(
+        stored >= acknowledged,
+        "only {stored} cases stored for {acknowledged} acknowledged creations"
+    );
     Ok(())
 }
 
@@ -157,10 +207,19 @@ fn bench_form() -> FormSpec {
 }
 
 /// The baseline handler: authenticated, parses the JSON body, touches no database.
-async fn noop(caller: Caller, ApiJson(body): ApiJson<Value>) -> Result<(StatusCode, Json<Value>), casehook_server::error::ApiError> {
+async fn noop(
+    caller: Caller,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<(StatusCode, Json<Value>), casehook_server::error::ApiError> {
     caller.require(Role::Member)?;
-    let fields = body.get("data").and_then(Value::as_object).map_or(0, |d| d.len());
-    Ok((StatusCode::CREATED, Json(json!({"ok": true, "fields": fields}))))
+    let fields = body
+        .get("data")
+        .and_then(Value::as_object)
+        .map_or(0, |d| d.len());
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"ok": true, "fields": fields})),
+    ))
 }
 
 struct Stats {
@@ -177,13 +236,16 @@ impl Stats {
         if self.latencies.is_empty() {
             return 0;
         }
-        let index = ((self.latencies.len() as f64 * q).ceil() as usize).clamp(1, self.latencies.len()) - 1;
+        let index =
+            ((self.latencies.len() as f64 * q).ceil() as usize).clamp(1, self.latencies.len()) - 1;
         self.latencies[index]
     }
 }
 
 async fn load(args: &IngestArgs, url: &str, body: Arc<Vec<u8>>) -> anyhow::Result<Stats> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
     let start = Instant::now();
     let measure_from = start + Duration::from_secs(args.warmup);
     let end = measure_from + Duration::from_secs(args.seconds);
@@ -221,7 +283,13 @@ async fn load(args: &IngestArgs, url: &str, body: Arc<Vec<u8>>) -> anyhow::Resul
             (ok, warmup_ok, errors, latencies)
         }));
     }
-    let mut stats = Stats { ok: 0, warmup_ok: 0, errors: 0, elapsed: Duration::ZERO, latencies: Vec::new() };
+    let mut stats = Stats {
+        ok: 0,
+        warmup_ok: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+    };
     for worker in workers {
         let (ok, warmup_ok, errors, latencies) = worker.await?;
         stats.ok += ok;
@@ -229,7 +297,9 @@ async fn load(args: &IngestArgs, url: &str, body: Arc<Vec<u8>>) -> anyhow::Resul
         stats.errors += errors;
         stats.latencies.extend(latencies);
     }
-    stats.elapsed = Instant::now().saturating_duration_since(measure_from).min(Duration::from_secs(args.seconds) + Duration::from_secs(1));
+    stats.elapsed = Instant::now()
+        .saturating_duration_since(measure_from)
+        .min(Duration::from_secs(args.seconds) + Duration::from_secs(1));
     stats.latencies.sort_unstable();
     Ok(stats)
 }

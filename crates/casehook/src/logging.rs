@@ -1,6 +1,8 @@
 //! Structured logs through `tracing`: text for people by default, JSON lines on request.
 //! `RUST_LOG` overrides the default filter.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;

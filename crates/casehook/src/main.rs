@@ -10,11 +10,22 @@ mod serve;
 
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
-    // reqwest is built without a default TLS provider; choose ring once for the process.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     logging::init(cli.log_format);
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // Through the log, so `--log-format json` stays one JSON object per line.
+            tracing::error!(error = %format!("{e:#}"), "casehook stopped with an error");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    // reqwest is built without a default TLS provider; choose ring once for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -11,10 +11,7 @@ pub fn create_form(addr: SocketAddr, key: &str, name: &str) -> String {
     let body = json!({"name": name, "fields": [{"key": "note", "type": "text"}]});
     let response = post(addr, "/api/v1/forms", Some(key), &body).expect("create form");
     assert_eq!(response.status, 201, "create form: {}", response.body);
-    response.json()["id"]
-        .as_str()
-        .expect("form id")
-        .to_owned()
+    response.json()["id"].as_str().expect("form id").to_owned()
 }
 
 /// The body of a new case of `form_id`.

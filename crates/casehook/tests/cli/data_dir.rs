@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::harness::{Server, path_str};
+use crate::harness::{Server, casehook, path_str, run_to_exit};
 
 const DB_FILE: &str = "casehook.db";
 
@@ -50,5 +50,30 @@ fn data_dir_flag_wins_over_the_environment() {
     );
     server.stop();
     assert_database_in(&flag_dir);
-    assert!(!env_dir.exists(), "the environment's directory was used too");
+    assert!(
+        !env_dir.exists(),
+        "the environment's directory was used too"
+    );
+}
+
+#[test]
+fn migrate_prepares_the_sqlite_database_in_the_data_dir() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("data");
+
+    let mut migrate = casehook();
+    migrate.args(["migrate", "--data-dir", path_str(&dir)]);
+    let output = run_to_exit(migrate);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "migrate failed: {output:?}");
+    assert!(
+        stdout.contains("1 migration(s) applied"),
+        "stdout:\n{stdout}"
+    );
+    assert_database_in(&dir);
+
+    // Migrating creates no workspace: the first `serve` still makes one and prints its key.
+    let mut server = Server::sqlite(&dir);
+    server.admin_key();
+    server.stop();
 }

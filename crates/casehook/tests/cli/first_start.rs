@@ -22,8 +22,15 @@ fn first_start_prints_a_working_admin_key_once() {
         "curl -H 'Authorization: Bearer {key}' http://{}/api/v1/forms",
         first.addr
     );
-    assert!(stdout.contains(&curl), "no curl line using the key in:\n{stdout}");
-    assert_eq!(printed_keys(&stdout), [key.clone()], "stdout:\n{stdout}");
+    assert!(
+        stdout.contains(&curl),
+        "no curl line using the key in:\n{stdout}"
+    );
+    assert_eq!(
+        printed_keys(&stdout),
+        vec![key.clone()],
+        "stdout:\n{stdout}"
+    );
     assert_eq!(forms_status(first.addr, &key), 200);
     assert_eq!(forms_status(first.addr, "chk_notthekey"), 401);
     first.stop();
@@ -31,7 +38,11 @@ fn first_start_prints_a_working_admin_key_once() {
     assert!(!stderr.contains(&key), "the key was logged:\n{stderr}");
 
     let mut second = Server::sqlite(dir.path());
-    assert_eq!(forms_status(second.addr, &key), 200, "the old key stopped working");
+    assert_eq!(
+        forms_status(second.addr, &key),
+        200,
+        "the old key stopped working"
+    );
     second.stop();
     let (stdout, _) = second.finished_output();
     assert!(
@@ -64,5 +75,8 @@ fn bootstrap_admin_key_from_the_environment_becomes_the_admin_key() {
     assert_eq!(forms_status(second.addr, "chk_another"), 401);
     second.stop();
     let (stdout, _) = second.finished_output();
-    assert!(!stdout.contains("chk_"), "a later start printed a key:\n{stdout}");
+    assert!(
+        !stdout.contains("chk_"),
+        "a later start printed a key:\n{stdout}"
+    );
 }

@@ -20,8 +20,8 @@ pub const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connect, read and write timeout of one HTTP request.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Environment variables the binary reads; removed from every child so the developer's own
-/// settings cannot leak into a test.
+/// Environment variables the binary reads (and the ones that add backtraces to its errors);
+/// removed from every child so the developer's own settings cannot leak into a test.
 const CASEHOOK_VARS: &[&str] = &[
     "CASEHOOK_LISTEN",
     "CASEHOOK_DATA_DIR",
@@ -30,6 +30,8 @@ const CASEHOOK_VARS: &[&str] = &[
     "CASEHOOK_BOOTSTRAP_ADMIN_KEY",
     "CASEHOOK_LOG_FORMAT",
     "RUST_LOG",
+    "RUST_BACKTRACE",
+    "RUST_LIB_BACKTRACE",
 ];
 
 /// A `casehook` command with a clean environment.
@@ -175,6 +177,11 @@ impl Server {
         })
     }
 
+    /// Whether the process has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Standard output so far (all of it once the process has exited and been waited for).
     pub fn stdout(&self) -> String {
         self.stdout.text()
@@ -194,20 +201,14 @@ impl Server {
         (self.stdout.join(), self.stderr.join())
     }
 
-    /// Wait (bounded) until standard output contains `needle`.
+    /// Wait (bounded) until standard output contains `needle`; all of it so far.
     pub fn wait_for_stdout(&self, needle: &str) -> String {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let text = self.stdout();
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "stdout never contained {needle:?}; it was:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for(&self.stdout, "stdout", needle)
+    }
+
+    /// Wait (bounded) until standard error contains `needle`; all of it so far.
+    pub fn wait_for_stderr(&self, needle: &str) -> String {
+        wait_for(&self.stderr, "stderr", needle)
     }
 
     /// The admin key printed on first start (waits for the whole block to be printed).
@@ -226,6 +227,14 @@ impl Drop for Server {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // A failing test shows what the server said (libtest prints a failure's output).
+        if std::thread::panicking() {
+            eprintln!(
+                "--- casehook on {} stderr ---\n{}",
+                self.addr,
+                self.stderr.text()
+            );
+        }
     }
 }
 
@@ -237,6 +246,21 @@ pub fn printed_keys(stdout: &str) -> Vec<String> {
         .filter(|line| line.starts_with("chk_") && !line.contains(' '))
         .map(String::from)
         .collect()
+}
+
+fn wait_for(stream: &Captured, name: &str, needle: &str) -> String {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let text = stream.text();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never contained {needle:?}; it was:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
@@ -368,8 +392,61 @@ pub fn request(
     parse_response(&raw)
 }
 
+/// A POST whose body has not been sent yet: the server answered `100 Continue`, so the
+/// request is inside its handler, waiting for the body. [`HeldRequest::finish`] sends it.
+#[derive(Debug)]
+pub struct HeldRequest {
+    stream: TcpStream,
+    body: String,
+}
+
+/// Send the head of a JSON POST with `Expect: 100-continue` and wait for `100 Continue`.
+pub fn hold_post(
+    addr: SocketAddr,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> std::io::Result<HeldRequest> {
+    let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)?;
+    stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
+    stream.set_write_timeout(Some(HTTP_TIMEOUT))?;
+    let body = body.to_string();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Authorization: Bearer {key}\r\nContent-Type: application/json\r\n\
+         Expect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    // Byte by byte, so nothing after the interim response is consumed.
+    let mut interim = Vec::new();
+    let mut byte = [0u8; 1];
+    while !interim.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte)?;
+        interim.push(byte[0]);
+    }
+    let interim = String::from_utf8_lossy(&interim);
+    if !interim.starts_with("HTTP/1.1 100") {
+        return Err(std::io::Error::other(format!(
+            "expected 100 Continue, got: {interim}"
+        )));
+    }
+    Ok(HeldRequest { stream, body })
+}
+
+impl HeldRequest {
+    /// Send the body and read the final response.
+    pub fn finish(mut self) -> std::io::Result<Response> {
+        self.stream.write_all(self.body.as_bytes())?;
+        let mut raw = Vec::new();
+        self.stream.read_to_end(&mut raw)?;
+        parse_response(&raw)
+    }
+}
+
 fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
-    let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text
         .split_once("\r\n\r\n")

@@ -2,8 +2,11 @@
 //! database. Skipped (with the testkit's warning) when PostgreSQL is not installed.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
-use crate::api::{create_case, create_form, list_cases};
+use serde_json::Value;
+
+use crate::api::{create_case, create_form, forms_status, list_cases};
 use crate::harness::{Server, casehook, get, path_str, printed_keys, run_to_exit};
 
 /// `casehook migrate --database-url <url>`, which must succeed: its stdout.
@@ -21,20 +24,22 @@ fn migrate(url: &str) -> String {
     stdout
 }
 
-fn serve_pg(url: &str, data_dir: &std::path::Path) -> Server {
-    Server::start(
-        &[],
-        &["--database-url", url, "--data-dir", path_str(data_dir)],
-        &[],
-    )
+fn serve_pg(url: &str, data_dir: &Path) -> Server {
+    Server::start(&[], &serve_args(url, data_dir), &[])
+}
+
+fn serve_args<'a>(url: &'a str, data_dir: &'a Path) -> [&'a str; 4] {
+    ["--database-url", url, "--data-dir", path_str(data_dir)]
+}
+
+/// A fresh database on the test PostgreSQL, or `None` to skip.
+fn fresh_database() -> Option<String> {
+    casehook_testkit::postgres().map(|pg| pg.create_database())
 }
 
 #[test]
-fn migrate_then_serve_on_postgres() {
-    let Some(pg) = casehook_testkit::postgres() else {
-        return;
-    };
-    let url = pg.create_database();
+fn migrate_applies_the_schema_once_and_serve_runs_on_it() {
+    let Some(url) = fresh_database() else { return };
     let dir = tempfile::tempdir().expect("temp dir");
 
     let stdout = migrate(&url);
@@ -66,49 +71,56 @@ fn migrate_then_serve_on_postgres() {
 }
 
 #[test]
-fn two_servers_on_one_postgres_database_share_cases_and_numbers() {
-    const PER_SERVER: usize = 20;
+fn two_servers_on_one_postgres_database_share_cases_and_number_them_uniquely() {
     const THREADS_PER_SERVER: usize = 4;
+    const PER_THREAD: usize = 5;
+    let total = (2 * THREADS_PER_SERVER * PER_THREAD) as i64;
 
-    let Some(pg) = casehook_testkit::postgres() else {
-        return;
-    };
-    let url = pg.create_database();
+    let Some(url) = fresh_database() else { return };
     let dir = tempfile::tempdir().expect("temp dir");
-
     let mut first = serve_pg(&url, dir.path());
     let key = first.admin_key();
     let mut second = serve_pg(&url, dir.path());
+    assert_eq!(
+        forms_status(second.addr, &key),
+        200,
+        "the key fails on the second server"
+    );
     let form = create_form(first.addr, &key, "Claims");
+    let seen = get(second.addr, &format!("/api/v1/forms/{form}"), Some(&key)).expect("form");
+    assert_eq!(
+        seen.status, 200,
+        "the form is missing on the second: {}",
+        seen.body
+    );
 
-    let addrs = [first.addr, second.addr];
-    let creators: Vec<_> = addrs
-        .iter()
-        .flat_map(|&addr| std::iter::repeat_n(addr, THREADS_PER_SERVER))
+    let creators: Vec<_> = [first.addr, second.addr]
+        .into_iter()
+        .flat_map(|addr| std::iter::repeat_n(addr, THREADS_PER_SERVER))
         .map(|addr| {
             let (key, form) = (key.clone(), form.clone());
             std::thread::spawn(move || {
-                (0..PER_SERVER / THREADS_PER_SERVER)
-                    .map(|i| {
-                        let case = create_case(addr, &key, &form, &format!("{addr} {i}"));
-                        (case["number"].as_i64().expect("number"), case["id"].clone())
-                    })
-                    .collect::<Vec<_>>()
+                (0..PER_THREAD)
+                    .map(|i| create_case(addr, &key, &form, &format!("{addr} {i}")))
+                    .collect::<Vec<Value>>()
             })
         })
         .collect();
-    let created: Vec<(i64, serde_json::Value)> = creators
+    let created: Vec<Value> = creators
         .into_iter()
         .flat_map(|c| c.join().expect("creator thread"))
         .collect();
 
-    let numbers: Vec<i64> = {
-        let mut n: Vec<i64> = created.iter().map(|(n, _)| *n).collect();
-        n.sort_unstable();
-        n
-    };
-    let expected: Vec<i64> = (1..=(2 * PER_SERVER) as i64).collect();
-    assert_eq!(numbers, expected, "case numbers are not 1..=40 without gaps");
+    let mut numbers: Vec<i64> = created
+        .iter()
+        .map(|case| case["number"].as_i64().expect("number"))
+        .collect();
+    numbers.sort_unstable();
+    let expected: Vec<i64> = (1..=total).collect();
+    assert_eq!(
+        numbers, expected,
+        "case numbers are not 1..={total}, each once"
+    );
 
     // Every case is visible through both servers, by listing and by id.
     for server in [&first, &second] {
@@ -117,18 +129,17 @@ fn two_servers_on_one_postgres_database_share_cases_and_numbers() {
             .map(|c| c["number"].as_i64().expect("number"))
             .collect();
         assert_eq!(listed, expected.iter().copied().collect());
-        for (_, id) in &created {
-            let id = id.as_str().expect("case id");
-            let response = get(server.addr, &format!("/api/v1/cases/{id}"), Some(&key))
-                .expect("get case");
+        for case in &created {
+            let id = case["id"].as_str().expect("case id");
+            let response =
+                get(server.addr, &format!("/api/v1/cases/{id}"), Some(&key)).expect("get case");
             assert_eq!(response.status, 200, "case {id}: {}", response.body);
         }
     }
-
     second.stop();
     let (stdout, _) = second.finished_output();
     assert!(
-        !stdout.contains("chk_"),
+        printed_keys(&stdout).is_empty(),
         "the second server printed a key of its own:\n{stdout}"
     );
     first.stop();
@@ -136,14 +147,16 @@ fn two_servers_on_one_postgres_database_share_cases_and_numbers() {
 
 #[test]
 fn simultaneous_first_starts_on_postgres_create_one_workspace() {
-    let Some(pg) = casehook_testkit::postgres() else {
-        return;
-    };
-    let url = pg.create_database();
+    const SERVERS: usize = 3;
+    let Some(url) = fresh_database() else { return };
     let dir = tempfile::tempdir().expect("temp dir");
-    let args = ["--database-url", url.as_str(), "--data-dir", path_str(dir.path())];
+    // With the schema in place the processes reach the bootstrap at about the same moment.
+    migrate(&url);
+    let args = serve_args(&url, dir.path());
 
-    let mut servers = [Server::spawn(&[], &args, &[]), Server::spawn(&[], &args, &[])];
+    let mut servers: Vec<Server> = (0..SERVERS)
+        .map(|_| Server::spawn(&[], &args, &[]))
+        .collect();
     for server in &mut servers {
         server.wait_ready();
     }
@@ -155,7 +168,7 @@ fn simultaneous_first_starts_on_postgres_create_one_workspace() {
     assert_eq!(
         keys.len(),
         1,
-        "two processes starting together on one empty database each made a workspace \
-         and printed its own admin key: {keys:?}"
+        "processes starting together on one empty database each made a workspace and \
+         printed its own admin key: {keys:?}"
     );
 }

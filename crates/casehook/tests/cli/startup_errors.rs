@@ -12,7 +12,10 @@ fn assert_failed_saying(output: &Output, needles: &[&str]) -> String {
         "exited successfully; stderr:\n{stderr}"
     );
     for needle in needles {
-        assert!(stderr.contains(needle), "stderr lacks {needle:?}:\n{stderr}");
+        assert!(
+            stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{stderr}"
+        );
     }
     stderr
 }
@@ -47,7 +50,10 @@ fn unreachable_postgres_is_reported_without_its_password() {
     serve.args(["--database-url", &url, "--data-dir", path_str(dir.path())]);
     let output = run_to_exit(serve);
     let stderr = assert_failed_saying(&output, &["opening the database", "casehook:***@127.0.0.1"]);
-    assert!(!stderr.contains("hunter2"), "the password leaked:\n{stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password leaked:\n{stderr}"
+    );
 }
 
 #[test]
@@ -57,7 +63,13 @@ fn listen_address_in_use_is_named_in_the_error() {
     let addr = taken.local_addr().expect("address").to_string();
 
     let mut serve = casehook();
-    serve.args(["serve", "--listen", &addr, "--data-dir", path_str(dir.path())]);
+    serve.args([
+        "serve",
+        "--listen",
+        &addr,
+        "--data-dir",
+        path_str(dir.path()),
+    ]);
     let output = run_to_exit(serve);
     assert_failed_saying(&output, &[&format!("cannot listen on {addr}")]);
     drop(taken);
