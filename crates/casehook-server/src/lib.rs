@@ -94,7 +94,10 @@ pub fn app_routes() -> Router<AppState> {
     let (api, _) = openapi::api_router().split_for_parts();
     Router::new()
         .nest("/api/v1", api)
-        .route("/api/v1/openapi.json", axum::routing::get(openapi::serve_document))
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(openapi::serve_document),
+        )
         .merge(routes::ops::router())
 }
 
@@ -109,7 +112,9 @@ pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(TraceLayer::new_for_http())
-        .layer(SetSensitiveRequestHeadersLayer::new([axum::http::header::AUTHORIZATION]))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            axum::http::header::AUTHORIZATION,
+        ]))
         .with_state(state)
 }
 

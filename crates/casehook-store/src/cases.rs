@@ -477,6 +477,35 @@ impl Store {
         case_from(&row)
     }
 
+    /// The id of a case of the workspace, by id or number; deleted cases too when asked (their
+    /// event history stays queryable).
+    pub async fn case_id(
+        &self,
+        workspace: WorkspaceId,
+        case: CaseRef,
+        include_deleted: bool,
+    ) -> Result<CaseId> {
+        let (column, arg): (&str, Arg) = match case {
+            CaseRef::Id(id) => ("id", id.into()),
+            CaseRef::Number(n) => ("number", n.into()),
+        };
+        let live = if include_deleted {
+            ""
+        } else {
+            " AND deleted_at IS NULL"
+        };
+        let mut lease = self.read().await?;
+        let row = lease
+            .conn()
+            .fetch_one(
+                &format!("SELECT id FROM cases WHERE workspace_id = $1 AND {column} = $2{live}"),
+                &[workspace.into(), arg],
+                "case",
+            )
+            .await?;
+        Ok(CaseId(row.uuid("id")?))
+    }
+
     /// The live case holding an external reference.
     pub async fn find_case_by_ref(
         &self,

@@ -393,14 +393,16 @@ async fn case_by_ref(
     Ok(case_response(StatusCode::OK, case))
 }
 
-/// Resolve a case reference to an id within the workspace (used by the events routes).
+/// Resolve a case reference to the id of a case of the workspace (404 otherwise, for ids and
+/// numbers alike); deleted cases only when `include_deleted`.
 pub(crate) async fn resolve_case(
     state: &AppState,
     workspace: WorkspaceId,
     text: &str,
+    include_deleted: bool,
 ) -> ApiResult<CaseId> {
-    match parse_case_ref(text)? {
-        CaseRef::Id(id) => Ok(id),
-        number => Ok(state.store.get_case(workspace, number).await?.id),
-    }
+    Ok(state
+        .store
+        .case_id(workspace, parse_case_ref(text)?, include_deleted)
+        .await?)
 }

@@ -112,7 +112,7 @@ async fn list_events(
         ));
     }
     let case_id = match &query.case {
-        Some(case) => Some(resolve_case(&state, caller.workspace, case).await?),
+        Some(case) => Some(resolve_case(&state, caller.workspace, case, true).await?),
         None => None,
     };
     let types = query
@@ -180,7 +180,7 @@ async fn emit_event(
             .map_err(ApiError::validation)?;
     }
     let case_id = match &body.case {
-        Some(case) => Some(resolve_case(&state, caller.workspace, case).await?),
+        Some(case) => Some(resolve_case(&state, caller.workspace, case, false).await?),
         None => None,
     };
     let event = NewEvent {

@@ -1,37 +1,20 @@
 //! Cases over HTTP: versions as ETags guarded by `If-Match`, lookup by id and number, the
-//! status route, filtered and paginated lists, soft deletion, and external references.
+//! status route, soft deletion, and external references. Lists are in `case_lists`.
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::case_lists::list;
 use crate::support::{TestApp, api_tests, pairs, text};
 
 api_tests!(
     a_created_case_has_etag_1_and_is_found_by_id_and_number,
     if_match_guards_updates_and_each_change_moves_the_version,
     the_status_route_changes_only_the_status,
-    lists_filter_by_form_status_data_and_creation_time,
-    data_filters_compare_numbers_by_value,
-    the_cursor_walks_every_case_once_newest_first,
     a_deleted_case_is_gone_and_leaves_a_case_deleted_event,
     external_refs_find_their_case_and_are_unique,
+    concurrent_updates_with_the_same_if_match_let_exactly_one_win,
 );
-
-fn numbers(items: &[Value]) -> Vec<i64> {
-    items
-        .iter()
-        .map(|c| c["number"].as_i64().expect("a case number"))
-        .collect()
-}
-
-async fn list(app: &TestApp, query: &str) -> Vec<i64> {
-    numbers(
-        &app.get(&format!("/cases{query}"), &app.admin_key)
-            .await
-            .expect_status(200)
-            .items(),
-    )
-}
 
 async fn a_created_case_has_etag_1_and_is_found_by_id_and_number(app: TestApp) {
     let form = app.create_claims_form().await;
@@ -240,117 +223,6 @@ async fn the_status_route_changes_only_the_status(app: TestApp) {
     );
 }
 
-async fn lists_filter_by_form_status_data_and_creation_time(app: TestApp) {
-    let claims = text(&app.create_claims_form().await["id"]);
-    let other = text(
-        &app.create_form(json!({"name": "Other", "fields": [{"key": "kind", "type": "text"}]}))
-            .await["id"],
-    );
-    let create = |form: &str, status: &str, data: Value| json!({"form_id": form, "status": status, "data": data});
-    let mut cases = Vec::new();
-    for body in [
-        create(&claims, "open", json!({"amount": 1500, "kind": "car"})),
-        create(&claims, "approved", json!({"amount": 200, "kind": "home"})),
-        create(&other, "open", json!({"kind": "car"})),
-        create(&claims, "open", json!({"amount": 1500, "kind": "home"})),
-        create(&claims, "approved", json!({"amount": 1500, "kind": "car"})),
-    ] {
-        cases.push(app.create_case_with(body).await);
-    }
-
-    assert_eq!(list(&app, "").await, [5, 4, 3, 2, 1]);
-    assert_eq!(
-        list(&app, &format!("?form_id={claims}")).await,
-        [5, 4, 2, 1]
-    );
-    assert_eq!(list(&app, &format!("?form_id={other}")).await, [3]);
-    assert_eq!(list(&app, "?status=approved").await, [5, 2]);
-    assert_eq!(list(&app, "?data.kind=car").await, [5, 3, 1]);
-    assert_eq!(list(&app, "?data.kind=%22car%22").await, [5, 3, 1]);
-    assert_eq!(list(&app, "?data.amount=1500").await, [5, 4, 1]);
-    assert_eq!(list(&app, "?data.kind=car&status=approved").await, [5]);
-    assert_eq!(
-        list(
-            &app,
-            &format!("?data.kind=car&form_id={claims}&status=open")
-        )
-        .await,
-        [1]
-    );
-    assert!(list(&app, "?data.kind=boat").await.is_empty());
-
-    // RFC 3339 in a query string: `+` (of an offset) would read as a blank.
-    let pivot = text(&cases[1]["created_at"]).replace('+', "%2B");
-    let after = app
-        .get(&format!("/cases?created_after={pivot}"), &app.admin_key)
-        .await
-        .expect_status(200);
-    assert_eq!(numbers(&after.items()), [5, 4, 3], "strictly after #2");
-    let before = app
-        .get(&format!("/cases?created_before={pivot}"), &app.admin_key)
-        .await
-        .expect_status(200);
-    assert_eq!(numbers(&before.items()), [1], "strictly before #2");
-
-    for bad in [
-        "?form_id=nope",
-        "?status=open&unknown=1",
-        "?data.Not-A-Key=1",
-        "?created_after=yesterday",
-        "?limit=0",
-        "?limit=1001",
-        "?cursor=abc",
-        "?include_deleted=maybe",
-    ] {
-        app.get(&format!("/cases{bad}"), &app.admin_key)
-            .await
-            .expect_error(400, "invalid_query");
-    }
-}
-
-async fn data_filters_compare_numbers_by_value(app: TestApp) {
-    let claims = text(&app.create_claims_form().await["id"]);
-    app.create_case(&claims, json!({"amount": 1500})).await;
-    // JSON keeps the spelling 1500.0, but it is the same number.
-    app.create_case(&claims, json!({"amount": 1500.0})).await;
-    assert_eq!(list(&app, "?data.amount=1500").await, [2, 1]);
-    assert_eq!(list(&app, "?data.amount=1500.0").await, [2, 1]);
-}
-
-async fn the_cursor_walks_every_case_once_newest_first(app: TestApp) {
-    let form = text(&app.create_claims_form().await["id"]);
-    for i in 0..5 {
-        app.create_case(&form, json!({"amount": i})).await;
-    }
-    let mut seen = Vec::new();
-    let mut pages = Vec::new();
-    let mut query = "?limit=2".to_owned();
-    loop {
-        let page = app
-            .get(&format!("/cases{query}"), &app.admin_key)
-            .await
-            .expect_status(200);
-        let got = numbers(&page.items());
-        pages.push(got.clone());
-        seen.extend(got);
-        match page.body.get("next_cursor") {
-            Some(cursor) => query = format!("?limit=2&cursor={}", text(cursor)),
-            None => break,
-        }
-        assert!(pages.len() < 10, "the cursor does not end: {pages:?}");
-    }
-    assert_eq!(pages, [vec![5, 4], vec![3, 2], vec![1]]);
-    assert_eq!(seen, [5, 4, 3, 2, 1]);
-
-    // An exact multiple of the page size ends without an empty extra page.
-    let page = app
-        .get("/cases?limit=5", &app.admin_key)
-        .await
-        .expect_status(200);
-    assert_eq!(page.items().len(), 5);
-    assert!(page.body.get("next_cursor").is_none(), "{}", page.text);
-}
-
 async fn a_deleted_case_is_gone_and_leaves_a_case_deleted_event(app: TestApp) {
     let form = text(&app.create_claims_form().await["id"]);
     let case = app
@@ -421,7 +293,11 @@ async fn a_deleted_case_is_gone_and_leaves_a_case_deleted_event(app: TestApp) {
 async fn external_refs_find_their_case_and_are_unique(app: TestApp) {
     let form = text(&app.create_claims_form().await["id"]);
     let case = app
-        .create_case_with(json!({"form_id": form, "data": {}, "external_refs": {"crm": "C-1001", "stripe": "cus_1"}}))
+        .create_case_with(json!({
+            "form_id": form,
+            "data": {},
+            "external_refs": {"crm": "C-1001", "stripe": "cus_1"}
+        }))
         .await;
     let found = app
         .get("/cases/by-ref/crm/C-1001", &app.admin_key)
@@ -510,4 +386,31 @@ async fn external_refs_find_their_case_and_are_unique(app: TestApp) {
             ("external_refs.crm", "value_not_allowed"),
         ])
     );
+}
+
+async fn concurrent_updates_with_the_same_if_match_let_exactly_one_win(app: TestApp) {
+    let form = text(&app.create_claims_form().await["id"]);
+    app.create_case(&form, json!({"amount": 0})).await;
+    let attempts = (1..=10).map(|i| {
+        app.send_if_match(
+            Method::PATCH,
+            "/cases/%231",
+            1,
+            Some(json!({"data": {"amount": i}})),
+        )
+    });
+    let replies = futures::future::join_all(attempts).await;
+    let won: Vec<&crate::support::Reply> = replies.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(won.len(), 1, "exactly one writer wins: {replies:?}");
+    for lost in replies.iter().filter(|r| r.status != 200) {
+        assert_eq!(lost.status, 412, "{}", lost.text);
+    }
+    let case = app
+        .get("/cases/%231", &app.admin_key)
+        .await
+        .expect_status(200);
+    assert_eq!(case.body["version"], 2);
+    assert_eq!(case.body["data"], won[0].body["data"]);
+    let updates = app.events(&app.admin_key, "&type=case.updated").await;
+    assert_eq!(updates.len(), 1, "{updates:?}");
 }

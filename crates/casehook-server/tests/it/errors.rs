@@ -26,7 +26,7 @@ async fn malformed_json_is_400_malformed_json(app: TestApp) {
         let request = app
             .request(Method::POST, path, Some(&app.admin_key))
             .header(CONTENT_TYPE, "application/json")
-            .body(r#"{"name": "Claims" "status"}"#);
+            .body(r#"{not json"#);
         app.send(request).await.expect_error(400, "malformed_json");
     }
 }

@@ -68,7 +68,11 @@ async fn the_catalog_lists_built_in_and_custom_types(app: TestApp) {
         .post(
             "/event-types",
             admin,
-            json!({"name": "payment.succeeded", "description": "Money arrived", "schema": payment_schema()}),
+            json!({
+                "name": "payment.succeeded",
+                "description": "Money arrived",
+                "schema": payment_schema()
+            }),
         )
         .await
         .expect_status(201);
@@ -181,7 +185,11 @@ async fn emitted_events_are_checked_against_the_catalog(app: TestApp) {
         .post(
             "/events",
             admin,
-            json!({"type": "payment.succeeded", "case": "#1", "data": {"amount": 12.5, "currency": "EUR"}}),
+            json!({
+                "type": "payment.succeeded",
+                "case": "#1",
+                "data": {"amount": 12.5, "currency": "EUR"}
+            }),
         )
         .await
         .expect_status(201);
@@ -245,7 +253,11 @@ async fn emitted_events_are_checked_against_the_catalog(app: TestApp) {
     app.post(
         "/events",
         admin,
-        json!({"type": "payment.succeeded", "case": "#9", "data": {"amount": 1, "currency": "EUR"}}),
+        json!({
+            "type": "payment.succeeded",
+            "case": "#9",
+            "data": {"amount": 1, "currency": "EUR"}
+        }),
     )
     .await
     .expect_error(404, "not_found");

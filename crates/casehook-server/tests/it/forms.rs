@@ -2,6 +2,7 @@
 //! field, a compatible one moves the version, `If-Match` guards it, and an archived form takes
 //! no new cases.
 
+use casehook_server::ServerConfig;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -13,6 +14,13 @@ api_tests!(
     a_narrowing_change_nobody_s_data_violates_is_accepted,
     a_stale_if_match_on_a_form_is_412,
     an_archived_form_takes_no_new_cases,
+    another_servers_form_change_applies_to_new_cases_at_once,
+    // Waits for StoreError::FormArchived; planned in the foundation issue note.
+    #[ignore = "bug: a form archived by another server is refused as `conflict`, not `form_archived`"]
+    another_servers_archive_is_refused_like_a_local_one,
+    // Waits for update_case to re-check the form version; planned in the foundation issue note.
+    #[ignore = "bug: PATCH validates against a form cached for 30 s; the store never re-checks"]
+    another_servers_form_change_applies_to_updates_at_once,
 );
 
 fn spec(amount_type: &str, extra: &[Value]) -> Value {
@@ -226,4 +234,87 @@ async fn an_archived_form_takes_no_new_cases(app: TestApp) {
     )
     .await
     .expect_status(200);
+}
+
+/// Two servers on one database (scale-out): the first has the form in its cache when the
+/// second changes it.
+async fn two_servers_and_a_cached_form(app: &TestApp) -> (TestApp, String) {
+    let other = app.sibling(ServerConfig::default()).await;
+    let form = app.create_form(spec("text", &[])).await;
+    let form_id = text(&form["id"]);
+    // Validating these puts the form in the first server's cache.
+    app.create_case(&form_id, json!({"kind": "car"})).await;
+    app.patch(
+        "/cases/%231",
+        &app.admin_key,
+        json!({"data": {"kind": "home"}}),
+    )
+    .await
+    .expect_status(200);
+    // `amount` holds no value yet, so narrowing it to a number is allowed.
+    other
+        .put(
+            &format!("/forms/{form_id}"),
+            &other.admin_key,
+            spec("number", &[]),
+        )
+        .await
+        .expect_status(200);
+    (other, form_id)
+}
+
+async fn another_servers_form_change_applies_to_new_cases_at_once(app: TestApp) {
+    let (_other, form_id) = two_servers_and_a_cached_form(&app).await;
+    let refused = app
+        .post(
+            "/cases",
+            &app.admin_key,
+            json!({"form_id": form_id, "data": {"amount": "not a number"}}),
+        )
+        .await
+        .expect_error(400, "validation_failed");
+    assert_eq!(refused.details(), pairs(&[("amount", "value_not_numeric")]));
+    let cases = app.get("/cases", &app.admin_key).await.expect_status(200);
+    assert_eq!(cases.items().len(), 1, "{}", cases.text);
+}
+
+async fn another_servers_archive_is_refused_like_a_local_one(app: TestApp) {
+    let (other, form_id) = two_servers_and_a_cached_form(&app).await;
+    other
+        .post(
+            &format!("/forms/{form_id}/archive"),
+            &other.admin_key,
+            json!({}),
+        )
+        .await
+        .expect_status(200);
+    app.post(
+        "/cases",
+        &app.admin_key,
+        json!({"form_id": form_id, "data": {}}),
+    )
+    .await
+    .expect_error(409, "form_archived");
+    let cases = app.get("/cases", &app.admin_key).await.expect_status(200);
+    assert_eq!(cases.items().len(), 1, "{}", cases.text);
+}
+
+async fn another_servers_form_change_applies_to_updates_at_once(app: TestApp) {
+    let (_other, _form_id) = two_servers_and_a_cached_form(&app).await;
+    app.patch(
+        "/cases/%231",
+        &app.admin_key,
+        json!({"data": {"amount": "not a number"}}),
+    )
+    .await
+    .expect_error(400, "validation_failed");
+    let case = app
+        .get("/cases/%231", &app.admin_key)
+        .await
+        .expect_status(200);
+    assert!(
+        case.body["data"].get("amount").is_none(),
+        "a value the form refuses was stored: {}",
+        case.text
+    );
 }

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod case_lists;
 mod cases;
 mod errors;
 mod events;

@@ -373,7 +373,13 @@ impl Reply {
             "{}",
             shape()
         );
-        assert_eq!(error.get("code"), Some(&json!(code)), "{}", shape());
+        assert_eq!(
+            error.get("code"),
+            Some(&json!(code)),
+            "{}: wrong error code: {}",
+            reply.what,
+            reply.text
+        );
         let message = error.get("message").and_then(Value::as_str);
         assert!(message.is_some_and(|m| !m.trim().is_empty()), "{}", shape());
         if let Some(details) = error.get("details") {
@@ -437,16 +443,27 @@ pub fn pairs(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
 
 /// Generates `sqlite::name` and `postgres::name` tests for each `async fn name(app: TestApp)`
 /// of the calling module; the PostgreSQL ones return early when PostgreSQL is not installed
-/// (the testkit has warned loudly).
+/// (the testkit has warned loudly). Attributes before a name apply to both backends; those in
+/// `sqlite(…)` or `postgres(…)` after it to that backend only:
 ///
 /// ```ignore
-/// api_tests!(a, #[ignore = "bug: …"] b);
+/// api_tests!(
+///     a,
+///     #[ignore = "bug: …"] b,
+///     c postgres(#[ignore = "bug: …"]),
+/// );
 /// ```
 macro_rules! api_tests {
-    ($($(#[$meta:meta])* $name:ident),+ $(,)?) => {
+    ($(
+        $(#[$meta:meta])*
+        $name:ident
+        $(sqlite($(#[$sqlite:meta])*))?
+        $(postgres($(#[$postgres:meta])*))?
+    ),+ $(,)?) => {
         mod sqlite {
             $(
                 $(#[$meta])*
+                $($(#[$sqlite])*)?
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let app = $crate::support::spawn_app($crate::support::Backend::Sqlite).await;
@@ -458,10 +475,12 @@ macro_rules! api_tests {
         mod postgres {
             $(
                 $(#[$meta])*
+                $($(#[$postgres])*)?
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let Some(pg) = $crate::support::postgres().await else { return };
-                    let app = $crate::support::spawn_app($crate::support::Backend::Postgres(pg)).await;
+                    let backend = $crate::support::Backend::Postgres(pg);
+                    let app = $crate::support::spawn_app(backend).await;
                     super::$name(app).await;
                 }
             )+

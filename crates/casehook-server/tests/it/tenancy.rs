@@ -14,8 +14,8 @@ api_tests!(
     lists_never_show_another_workspaces_data,
     names_and_external_refs_are_scoped_to_their_workspace,
     emitting_an_event_about_another_workspaces_case_is_404,
-    #[ignore = "bug: GET /events?case=<other workspace's case id> answers 200 [] instead of 404"]
     the_feed_filtered_by_another_workspaces_case_id_is_404,
+    ids_in_bodies_never_reach_another_workspace,
 );
 
 /// What workspace A holds, by the names path parameters use.
@@ -334,6 +334,10 @@ async fn names_and_external_refs_are_scoped_to_their_workspace(app: TestApp) {
 async fn emitting_an_event_about_another_workspaces_case_is_404(app: TestApp) {
     let (a, b) = populate(&app).await;
     let key = &b.admin_key;
+    // A's custom type is not in B's catalog.
+    app.post("/events", key, json!({"type": "order.shipped", "data": {}}))
+        .await
+        .expect_error(400, "unknown_event_type");
     app.post("/event-types", key, json!({"name": "order.shipped"}))
         .await
         .expect_status(201);
@@ -361,4 +365,40 @@ async fn the_feed_filtered_by_another_workspaces_case_id_is_404(app: TestApp) {
     app.get(&format!("/events?case={}", a.case_id), &b.admin_key)
         .await
         .expect_error(404, "not_found");
+}
+
+async fn ids_in_bodies_never_reach_another_workspace(app: TestApp) {
+    let (a, b) = populate(&app).await;
+    let key = &b.admin_key;
+    // A's form named in a body is as unknown to B as in a path.
+    app.post(
+        "/cases",
+        key,
+        json!({"form_id": a.form_id, "data": {"amount": 1}}),
+    )
+    .await
+    .expect_error(404, "not_found");
+    app.post(
+        "/cases",
+        key,
+        json!({"form_id": a.form_id, "data": {"nope": 1}}),
+    )
+    .await
+    .expect_error(404, "not_found");
+    assert!(
+        app.get("/cases", key)
+            .await
+            .expect_status(200)
+            .items()
+            .is_empty()
+    );
+    // B's own resources, by id, are there for B.
+    app.get(&format!("/workspaces/{}", b.id), key)
+        .await
+        .expect_status(200);
+    let keys = app.get("/api-keys", key).await.expect_status(200).items();
+    app.get(&format!("/api-keys/{}", text(&keys[0]["id"])), key)
+        .await
+        .expect_status(200);
+    assert_eq!(app.events(&app.admin_key, "").await.len(), a.events);
 }
