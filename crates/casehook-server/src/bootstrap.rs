@@ -28,8 +28,8 @@ pub async fn ensure_default_workspace(
         Role::Admin,
         bootstrap_key.filter(|k| !k.trim().is_empty()),
     );
-    let (workspace, _) = store.create_workspace("default", key.stored).await?;
-    Ok(Some(FirstStart {
+    let created = store.create_first_workspace("default", key.stored).await?;
+    Ok(created.map(|(workspace, _)| FirstStart {
         workspace,
         admin_key: key.secret,
     }))
