@@ -91,6 +91,11 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => ApiError::not_found(what),
+            StoreError::FormArchived => ApiError::new(
+                StatusCode::CONFLICT,
+                "form_archived",
+                "the form is archived and takes no new cases",
+            ),
             StoreError::Conflict(message) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }

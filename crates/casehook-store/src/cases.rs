@@ -42,6 +42,9 @@ pub struct CasePatch {
     pub data: Data,
     pub status: Option<String>,
     pub external_refs: BTreeMap<String, Option<String>>,
+    /// The form version `data` was validated against; when given and the form has changed
+    /// since, the update is refused with `FormChanged` (the caller validates again).
+    pub form_version: Option<i64>,
 }
 
 /// Filters for listing cases. Results are newest first (by number).
@@ -145,27 +148,42 @@ async fn claim_ref(
     Ok(())
 }
 
+struct FormState {
+    archived: bool,
+}
+
+/// Refuse with `FormChanged` when the form is no longer at the version the caller validated
+/// against (another process changed it while this one had it cached).
+async fn check_form(
+    conn: &mut Conn<'_>,
+    workspace: WorkspaceId,
+    form: FormId,
+    validated: i64,
+) -> Result<FormState> {
+    let row = conn
+        .fetch_one(
+            "SELECT version, archived_at FROM forms WHERE id = $1 AND workspace_id = $2",
+            &args![form, workspace],
+            "form",
+        )
+        .await?;
+    if row.i64("version")? != validated {
+        return Err(StoreError::FormChanged);
+    }
+    Ok(FormState {
+        archived: row.opt_i64("archived_at")?.is_some(),
+    })
+}
+
 struct CreateCase(NewCase);
 
 impl WriteOp for CreateCase {
     type Output = (Case, Event);
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<Self::Output> {
         let new = &self.0;
-        let form = tx
-            .conn
-            .fetch_one(
-                "SELECT version, archived_at FROM forms WHERE id = $1 AND workspace_id = $2",
-                &args![new.form_id, new.workspace],
-                "form",
-            )
-            .await?;
-        if form.opt_i64("archived_at")?.is_some() {
-            return Err(StoreError::Conflict(
-                "the form is archived and takes no new cases".into(),
-            ));
-        }
-        if form.i64("version")? != new.form_version {
-            return Err(StoreError::FormChanged);
+        let form = check_form(&mut tx.conn, new.workspace, new.form_id, new.form_version).await?;
+        if form.archived {
+            return Err(StoreError::FormArchived);
         }
         let id = CaseId::new();
         let number = tx
@@ -252,6 +270,9 @@ impl WriteOp for UpdateCase {
                 expected,
                 current: old.version,
             });
+        }
+        if let Some(validated) = self.patch.form_version {
+            check_form(&mut tx.conn, self.workspace, old.form_id, validated).await?;
         }
         let data = merge(&old.data, &self.patch.data);
         let mut changes = diff(&old.data, &data);

@@ -11,6 +11,9 @@ pub enum StoreError {
     /// The write conflicts with existing data (a duplicate name, a taken external reference…).
     #[error("{0}")]
     Conflict(String),
+    /// The form is archived: it keeps its cases but takes no new ones.
+    #[error("the form is archived and takes no new cases")]
+    FormArchived,
     /// The form changed after the caller validated data against it; validate again.
     #[error("the form changed while the case was being saved; try again")]
     FormChanged,

@@ -4,6 +4,8 @@
 //! store writes the change and its events in one transaction.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -14,7 +16,7 @@ use casehook_core::case::{Case, CaseRef, Data, check_external_ref};
 use casehook_core::form::is_valid_key;
 use casehook_core::validate::{Mode, check_status, validate_data};
 use casehook_core::{CaseId, FieldError, FieldErrorCode, FormId, Role, WorkspaceId};
-use casehook_store::{CaseFilter, CasePatch, NewCase, StoreError, to_micros_checked};
+use casehook_store::{CaseFilter, CasePatch, FormRecord, NewCase, StoreError, to_micros_checked};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
@@ -129,48 +131,74 @@ async fn create_case(
     ApiJson(body): ApiJson<NewCaseBody>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(Role::Member)?;
-    let mut attempt = 0;
-    loop {
-        let form = state.form(caller.workspace, body.form_id).await?;
-        if form.archived_at.is_some() {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "form_archived",
-                "the form is archived and takes no new cases",
+    let case = with_current_form(&state, caller.workspace, body.form_id, |form| {
+        let (body, caller, state) = (&body, &caller, &state);
+        async move {
+            if form.archived_at.is_some() {
+                return Err(StoreError::FormArchived.into());
+            }
+            let mut errors = Vec::new();
+            let data =
+                validate_data(&form.spec, &body.data, Mode::Create, false).unwrap_or_else(|e| {
+                    errors.extend(e);
+                    Data::new()
+                });
+            let status = body
+                .status
+                .clone()
+                .unwrap_or_else(|| form.spec.initial_status());
+            errors.extend(check_status(&form.spec, &status).err());
+            errors.extend(ref_errors(
+                body.external_refs.iter().map(|(s, r)| (s, Some(r))),
             ));
+            if !errors.is_empty() {
+                return Err(ApiError::validation(errors));
+            }
+            let new = NewCase {
+                workspace: caller.workspace,
+                form_id: form.id,
+                form_version: form.version,
+                status,
+                data,
+                external_refs: body.external_refs.clone(),
+                actor: caller.actor(),
+                skip_triggers: false,
+            };
+            Ok(state
+                .store
+                .create_case(new)
+                .await
+                .map(|(case, _event)| case))
         }
-        let mut errors = Vec::new();
-        let data = validate_data(&form.spec, &body.data, Mode::Create, false).unwrap_or_else(|e| {
-            errors.extend(e);
-            Data::new()
-        });
-        let status = body
-            .status
-            .clone()
-            .unwrap_or_else(|| form.spec.initial_status());
-        errors.extend(check_status(&form.spec, &status).err());
-        errors.extend(ref_errors(
-            body.external_refs.iter().map(|(s, r)| (s, Some(r))),
-        ));
-        if !errors.is_empty() {
-            return Err(ApiError::validation(errors));
-        }
-        let new = NewCase {
-            workspace: caller.workspace,
-            form_id: form.id,
-            form_version: form.version,
-            status,
-            data,
-            external_refs: body.external_refs.clone(),
-            actor: caller.actor(),
-            skip_triggers: false,
-        };
-        match state.store.create_case(new).await {
-            Ok((case, _event)) => return Ok(case_response(StatusCode::CREATED, case)),
-            // Our cached form was stale: validate against the current one, once.
-            Err(StoreError::FormChanged) if attempt == 0 => {
-                state.forms.invalidate(&(caller.workspace, body.form_id));
-                attempt += 1;
+    })
+    .await?;
+    Ok(case_response(StatusCode::CREATED, case))
+}
+
+/// Validate and write against the form as this process has it cached. The store refuses the
+/// write with `FormChanged` if another process changed the form since; then the cache entry
+/// is dropped and the work runs once more against the current form.
+///
+/// `work` answers the outer error for refusals found while validating, and the store's
+/// result inside.
+async fn with_current_form<T, F, Fut>(
+    state: &AppState,
+    workspace: WorkspaceId,
+    form: FormId,
+    mut work: F,
+) -> ApiResult<T>
+where
+    F: FnMut(Arc<FormRecord>) -> Fut,
+    Fut: Future<Output = ApiResult<Result<T, StoreError>>>,
+{
+    let mut retried = false;
+    loop {
+        let current = state.form(workspace, form).await?;
+        match work(current).await? {
+            Ok(done) => return Ok(done),
+            Err(StoreError::FormChanged) if !retried => {
+                state.forms.invalidate(&(workspace, form));
+                retried = true;
             }
             Err(e) => return Err(e.into()),
         }
@@ -319,38 +347,48 @@ async fn apply_patch(
         .store
         .get_case(caller.workspace, parse_case_ref(case)?)
         .await?;
-    let form = state.form(caller.workspace, current.form_id).await?;
-    let mut errors = Vec::new();
-    let data = validate_data(&form.spec, &body.data, Mode::Update, false).unwrap_or_else(|e| {
-        errors.extend(e);
-        Data::new()
-    });
-    if let Some(status) = &body.status {
-        errors.extend(check_status(&form.spec, status).err());
-    }
-    errors.extend(ref_errors(
-        body.external_refs.iter().map(|(s, r)| (s, r.as_ref())),
-    ));
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
-    }
-    let patch = CasePatch {
-        data,
-        status: body.status,
-        external_refs: body.external_refs,
-    };
-    let (case, _events) = state
-        .store
-        .update_case(
-            caller.workspace,
-            current.id,
-            patch,
-            version,
-            caller.actor(),
-            false,
-        )
-        .await?;
-    Ok(case)
+    let body = &body;
+    with_current_form(
+        state,
+        caller.workspace,
+        current.form_id,
+        |form| async move {
+            let mut errors = Vec::new();
+            let data =
+                validate_data(&form.spec, &body.data, Mode::Update, false).unwrap_or_else(|e| {
+                    errors.extend(e);
+                    Data::new()
+                });
+            if let Some(status) = &body.status {
+                errors.extend(check_status(&form.spec, status).err());
+            }
+            errors.extend(ref_errors(
+                body.external_refs.iter().map(|(s, r)| (s, r.as_ref())),
+            ));
+            if !errors.is_empty() {
+                return Err(ApiError::validation(errors));
+            }
+            let patch = CasePatch {
+                data,
+                status: body.status.clone(),
+                external_refs: body.external_refs.clone(),
+                form_version: Some(form.version),
+            };
+            let written = state
+                .store
+                .update_case(
+                    caller.workspace,
+                    current.id,
+                    patch,
+                    version,
+                    caller.actor(),
+                    false,
+                )
+                .await;
+            Ok(written.map(|(case, _events)| case))
+        },
+    )
+    .await
 }
 
 /// Soft-delete a case (member), writing a `case.deleted` event. Answers with the case as

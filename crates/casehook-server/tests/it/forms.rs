@@ -15,11 +15,7 @@ api_tests!(
     a_stale_if_match_on_a_form_is_412,
     an_archived_form_takes_no_new_cases,
     another_servers_form_change_applies_to_new_cases_at_once,
-    // Waits for StoreError::FormArchived; planned in the foundation issue note.
-    #[ignore = "bug: a form archived by another server is refused as `conflict`, not `form_archived`"]
     another_servers_archive_is_refused_like_a_local_one,
-    // Waits for update_case to re-check the form version; planned in the foundation issue note.
-    #[ignore = "bug: PATCH validates against a form cached for 30 s; the store never re-checks"]
     another_servers_form_change_applies_to_updates_at_once,
 );
 

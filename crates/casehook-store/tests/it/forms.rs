@@ -191,8 +191,15 @@ async fn archived_form_takes_no_new_cases(store: Store) {
             ..s.case(json!({}))
         };
         let refused = store.create_case(new).await;
+        // Validated against the archived version: archived. Against an older one: changed
+        // (validate again, then learn it is archived).
+        let expected_archived = version == archived.version;
         assert!(
-            matches!(refused, Err(StoreError::Conflict(_))),
+            if expected_archived {
+                matches!(refused, Err(StoreError::FormArchived))
+            } else {
+                matches!(refused, Err(StoreError::FormChanged))
+            },
             "version {version}: {refused:?}"
         );
     }
