@@ -55,6 +55,17 @@ impl StoreError {
         }
     }
 
+    /// SQLite's "database is locked" (SQLITE_BUSY) that its busy handler did not absorb.
+    pub(crate) fn is_sqlite_busy(&self) -> bool {
+        match self {
+            StoreError::Backend(sqlx::Error::Database(db)) => {
+                db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                    && db.code().as_deref() == Some("5")
+            }
+            _ => false,
+        }
+    }
+
     /// Whether this is a unique-constraint violation reported by the database.
     pub(crate) fn is_unique_violation(&self) -> bool {
         match self {

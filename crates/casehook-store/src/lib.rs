@@ -50,10 +50,28 @@ struct Inner {
 impl Store {
     /// Connect to `url` (`sqlite:PATH?mode=rwc` or `postgres://…`) and apply pending
     /// migrations. Must be called inside a tokio runtime (it starts the writer task).
+    ///
+    /// Several processes opening one brand-new SQLite file at the same moment can meet
+    /// "database is locked" where SQLite's busy handler does not apply (switching the file to
+    /// WAL), so such an open is retried for a few seconds.
     pub async fn open(url: &str) -> Result<Self> {
-        let store = Self::connect(url).await?;
-        store.migrate().await?;
-        Ok(store)
+        let mut attempt: u64 = 0;
+        loop {
+            let opened = async {
+                let store = Self::connect(url).await?;
+                store.migrate().await?;
+                Ok::<_, StoreError>(store)
+            }
+            .await;
+            match opened {
+                Err(e) if e.is_sqlite_busy() && attempt < 40 => {
+                    attempt += 1;
+                    tracing::debug!(attempt, "database locked while opening; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(25 + 5 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Connect without migrating (for `casehook migrate` and tests of the migrator).

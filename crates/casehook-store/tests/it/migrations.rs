@@ -53,7 +53,5 @@ async fn concurrent_first_opens_migrate_once(db: TestDb) {
 contract_tests!(
     migrations_are_idempotent,
     fresh_database_is_migrated_once,
-    // Flaky on SQLite (about 1 run in 5 under full-suite load): two fresh opens of one file
-    // can still collide before BEGIN IMMEDIATE (WAL switch at connect?). Investigate next session.
-    concurrent_first_opens_migrate_once => sqlite(#[ignore = "flaky: concurrent first opens of one new SQLite file; see foundation issue note"]),
+    concurrent_first_opens_migrate_once,
 );
