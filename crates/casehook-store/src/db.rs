@@ -13,6 +13,7 @@ use sqlx::{PgConnection, Row as _, SqliteConnection};
 use uuid::Uuid;
 
 use crate::error::{Result, StoreError};
+use crate::lite::{self, LiteRow};
 
 /// Which SQL dialect a connection speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,12 +123,14 @@ fn pg_sql(sql: &str) -> sqlx::AssertSqlSafe<String> {
 pub enum Conn<'c> {
     Sqlite(&'c mut SqliteConnection),
     Pg(&'c mut PgConnection),
+    /// The SQLite writer's direct connection (see `lite`).
+    Lite(&'c mut rusqlite::Connection),
 }
 
 impl Conn<'_> {
     pub fn dialect(&self) -> Dialect {
         match self {
-            Conn::Sqlite(_) => Dialect::Sqlite,
+            Conn::Sqlite(_) | Conn::Lite(_) => Dialect::Sqlite,
             Conn::Pg(_) => Dialect::Postgres,
         }
     }
@@ -143,6 +146,7 @@ impl Conn<'_> {
                 .execute(&mut **c)
                 .await?
                 .rows_affected(),
+            Conn::Lite(c) => lite::execute(c, sql, args)?,
         })
     }
 
@@ -156,6 +160,7 @@ impl Conn<'_> {
                 .fetch_optional(&mut **c)
                 .await?
                 .map(Row::Pg),
+            Conn::Lite(c) => lite::query(c, sql, args)?.into_iter().next().map(Row::Lite),
         })
     }
 
@@ -180,6 +185,10 @@ impl Conn<'_> {
                 .into_iter()
                 .map(Row::Pg)
                 .collect(),
+            Conn::Lite(c) => lite::query(c, sql, args)?
+                .into_iter()
+                .map(Row::Lite)
+                .collect(),
         })
     }
 
@@ -194,6 +203,7 @@ impl Conn<'_> {
             Conn::Pg(c) => {
                 sqlx::raw_sql(pg_sql(sql)).execute(&mut **c).await?;
             }
+            Conn::Lite(c) => lite::batch(c, sql)?,
         };
         Ok(())
     }
@@ -204,6 +214,7 @@ impl Conn<'_> {
 pub enum Row {
     Sqlite(SqliteRow),
     Pg(PgRow),
+    Lite(LiteRow),
 }
 
 macro_rules! getter {
@@ -212,6 +223,7 @@ macro_rules! getter {
             Ok(match self {
                 Row::Sqlite(r) => r.try_get::<$t, _>(col)?,
                 Row::Pg(r) => r.try_get::<$t, _>(col)?,
+                Row::Lite(r) => r.$name(col)?,
             })
         }
     };
@@ -229,6 +241,7 @@ impl Row {
         Ok(match self {
             Row::Sqlite(r) => r.try_get::<sqlx::types::Json<Value>, _>(col)?.0,
             Row::Pg(r) => r.try_get::<sqlx::types::Json<Value>, _>(col)?.0,
+            Row::Lite(r) => r.json(col)?,
         })
     }
 
@@ -240,6 +253,7 @@ impl Row {
             Row::Pg(r) => r
                 .try_get::<Option<sqlx::types::Json<Value>>, _>(col)?
                 .map(|j| j.0),
+            Row::Lite(r) => r.opt_json(col)?,
         })
     }
 

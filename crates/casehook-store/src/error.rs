@@ -39,6 +39,9 @@ pub enum StoreError {
     Closed,
     #[error("database error: {0}")]
     Backend(#[from] sqlx::Error),
+    /// An error of the SQLite writer's direct connection.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migration(String),
 }
@@ -62,6 +65,9 @@ impl StoreError {
                 db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
                     && db.code().as_deref() == Some("5")
             }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DatabaseBusy
+            }
             _ => false,
         }
     }
@@ -70,6 +76,10 @@ impl StoreError {
     pub(crate) fn is_unique_violation(&self) -> bool {
         match self {
             StoreError::Backend(sqlx::Error::Database(db)) => db.is_unique_violation(),
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            }
             _ => false,
         }
     }

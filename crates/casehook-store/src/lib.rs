@@ -13,6 +13,7 @@ mod error;
 mod events;
 mod forms;
 mod jobs;
+mod lite;
 mod migrate;
 mod notify;
 mod pool;
@@ -78,7 +79,7 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self> {
         let pools = Pools::open(url).await?;
         let notifiers = Arc::new(Notifiers::default());
-        let writer = Writer::spawn(pools.write_pool(), notifiers.clone());
+        let writer = Writer::spawn(pools.writer()?, notifiers.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 pools,
@@ -90,7 +91,7 @@ impl Store {
 
     /// Apply pending migrations; returns how many were applied.
     pub async fn migrate(&self) -> Result<usize> {
-        let mut lease = self.inner.pools.write_pool().acquire().await?;
+        let mut lease = self.inner.pools.acquire_write().await?;
         migrate::run(&mut lease.conn()).await
     }
 
@@ -113,7 +114,7 @@ impl Store {
         self.inner.pools.close().await;
     }
 
-    async fn read(&self) -> Result<Lease> {
+    async fn read(&self) -> Result<Lease<'static>> {
         self.inner.pools.read().await
     }
 

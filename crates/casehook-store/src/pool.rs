@@ -1,5 +1,6 @@
-//! Connection pools of either backend: a read pool for queries and a one-connection write
-//! pool owned by the writer task.
+//! Connections of either backend: a read pool for queries, a one-connection write pool for
+//! migrations, and the connection the writer owns (on SQLite a direct `rusqlite` one, see
+//! `lite`; on PostgreSQL the write pool).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -19,22 +20,30 @@ pub(crate) enum Pools {
     Pg { read: PgPool, write: PgPool },
 }
 
-/// The writer's pool (one connection).
-#[derive(Clone, Debug)]
-pub(crate) struct WritePool(Pools);
-
-/// A connection borrowed from a pool; `conn()` gives the backend-neutral handle.
+/// What the writer writes through.
 #[derive(Debug)]
-pub(crate) enum Lease {
-    Sqlite(PoolConnection<Sqlite>),
-    Pg(PoolConnection<Postgres>),
+pub(crate) enum WritePool {
+    /// PostgreSQL's one-connection write pool (it reconnects on its own).
+    Shared(Pools),
+    /// SQLite: a connection owned by the writer's thread.
+    Lite(rusqlite::Connection),
 }
 
-impl Lease {
+/// A connection borrowed from a pool (or the writer's own); `conn()` gives the
+/// backend-neutral handle.
+#[derive(Debug)]
+pub(crate) enum Lease<'a> {
+    Sqlite(PoolConnection<Sqlite>),
+    Pg(PoolConnection<Postgres>),
+    Lite(&'a mut rusqlite::Connection),
+}
+
+impl Lease<'_> {
     pub(crate) fn conn(&mut self) -> Conn<'_> {
         match self {
             Lease::Sqlite(c) => Conn::Sqlite(c),
             Lease::Pg(c) => Conn::Pg(c),
+            Lease::Lite(c) => Conn::Lite(c),
         }
     }
 }
@@ -92,15 +101,29 @@ impl Pools {
         }
     }
 
-    pub(crate) async fn read(&self) -> Result<Lease> {
+    pub(crate) async fn read(&self) -> Result<Lease<'static>> {
         Ok(match self {
             Pools::Sqlite { read, .. } => Lease::Sqlite(read.acquire().await?),
             Pools::Pg { read, .. } => Lease::Pg(read.acquire().await?),
         })
     }
 
-    pub(crate) fn write_pool(&self) -> WritePool {
-        WritePool(self.clone())
+    /// The write pool's connection (migrations).
+    pub(crate) async fn acquire_write(&self) -> Result<Lease<'static>> {
+        Ok(match self {
+            Pools::Sqlite { write, .. } => Lease::Sqlite(write.acquire().await?),
+            Pools::Pg { write, .. } => Lease::Pg(write.acquire().await?),
+        })
+    }
+
+    /// The connection the writer will own.
+    pub(crate) fn writer(&self) -> Result<WritePool> {
+        match self {
+            Pools::Sqlite { write, .. } => Ok(WritePool::Lite(crate::lite::open(
+                write.connect_options().get_filename(),
+            )?)),
+            Pools::Pg { .. } => Ok(WritePool::Shared(self.clone())),
+        }
     }
 
     pub(crate) async fn close(&self) {
@@ -118,11 +141,11 @@ impl Pools {
 }
 
 impl WritePool {
-    pub(crate) async fn acquire(&self) -> Result<Lease> {
-        Ok(match &self.0 {
-            Pools::Sqlite { write, .. } => Lease::Sqlite(write.acquire().await?),
-            Pools::Pg { write, .. } => Lease::Pg(write.acquire().await?),
-        })
+    pub(crate) async fn acquire(&mut self) -> Result<Lease<'_>> {
+        match self {
+            WritePool::Shared(pools) => pools.acquire_write().await,
+            WritePool::Lite(conn) => Ok(Lease::Lite(conn)),
+        }
     }
 }
 

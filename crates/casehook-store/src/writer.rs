@@ -91,7 +91,32 @@ impl Writer {
     /// Start the writer task on `pool`.
     pub(crate) fn spawn(pool: WritePool, notifiers: Arc<Notifiers>) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(writer_loop(pool, rx, notifiers));
+        match pool {
+            // SQLite calls block: give the writer a thread and a small runtime of its own so
+            // the server's worker threads never wait on the database.
+            WritePool::Lite(_) => {
+                let thread = std::thread::Builder::new()
+                    .name("casehook-writer".into())
+                    .spawn(move || {
+                        match tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                        {
+                            Ok(runtime) => runtime.block_on(writer_loop(pool, rx, notifiers)),
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot start the writer's runtime")
+                            }
+                        }
+                    });
+                if let Err(e) = thread {
+                    // The queue's receiver is gone with the closure: writes answer `Closed`.
+                    tracing::error!(error = %e, "cannot start the writer thread");
+                }
+            }
+            WritePool::Shared(_) => {
+                tokio::spawn(writer_loop(pool, rx, notifiers));
+            }
+        }
         Self { queue }
     }
 
@@ -112,7 +137,7 @@ impl Writer {
 }
 
 async fn writer_loop(
-    pool: WritePool,
+    mut pool: WritePool,
     mut rx: mpsc::Receiver<Box<dyn Queued>>,
     notifiers: Arc<Notifiers>,
 ) {
@@ -125,7 +150,7 @@ async fn writer_loop(
                 Err(_) => break,
             }
         }
-        let woken = commit_batch(&pool, &mut batch).await;
+        let woken = commit_batch(&mut pool, &mut batch).await;
         notifiers.wake(&woken);
     }
     tracing::debug!("writer stopped: every store handle is gone");
@@ -138,7 +163,7 @@ async fn writer_loop(
 /// two PostgreSQL processes can deadlock on them. When the database gives up on a batch that
 /// way, each operation is run again in a transaction of its own: one operation locks one
 /// workspace, so alone it cannot be part of a cycle.
-async fn commit_batch(pool: &WritePool, batch: &mut Vec<Box<dyn Queued>>) -> BTreeSet<String> {
+async fn commit_batch(pool: &mut WritePool, batch: &mut Vec<Box<dyn Queued>>) -> BTreeSet<String> {
     match attempt(pool, batch).await {
         Attempt::Done(woken) => woken,
         Attempt::Split => {
@@ -161,7 +186,7 @@ enum Attempt {
     Split,
 }
 
-async fn attempt(pool: &WritePool, batch: &mut Vec<Box<dyn Queued>>) -> Attempt {
+async fn attempt(pool: &mut WritePool, batch: &mut Vec<Box<dyn Queued>>) -> Attempt {
     let mut lease = match pool.acquire().await {
         Ok(lease) => lease,
         Err(e) => {

@@ -1,0 +1,181 @@
+//! The SQLite writer's own driver: a synchronous `rusqlite` connection owned by the writer's
+//! dedicated thread.
+//!
+//! Why not sqlx here too: sqlx's SQLite driver sends every statement to a worker thread and
+//! waits for the answer, which measured ~38 µs per statement on this machine, so writes were
+//! bound by round trips, not by SQLite (a case creation runs about eight statements). On its
+//! own thread the writer can call SQLite directly. Values are written exactly as sqlx writes
+//! them (UUIDs as 16-byte blobs, JSON as text, booleans as integers), so both drivers read
+//! and write the same file; reads keep using sqlx's pool.
+
+use std::sync::Arc;
+
+use rusqlite::types::{ToSqlOutput, Value as Lv, ValueRef};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::db::Arg;
+use crate::error::{Result, StoreError};
+
+/// Open the writer's connection on an existing database file.
+pub(crate) fn open(path: &std::path::Path) -> Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Same settings as the sqlx connections: WAL, and a commit is on disk before it is
+    // acknowledged.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(conn)
+}
+
+impl rusqlite::ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        let json = |v: &Value| ToSqlOutput::Owned(Lv::Text(v.to_string()));
+        Ok(match self {
+            Arg::I64(v) => ToSqlOutput::Owned(Lv::Integer(*v)),
+            Arg::OptI64(v) => ToSqlOutput::Owned(v.map_or(Lv::Null, Lv::Integer)),
+            Arg::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+            Arg::OptText(v) => v.as_deref().map_or(ToSqlOutput::Owned(Lv::Null), |s| {
+                ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
+            }),
+            Arg::Uuid(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v.as_bytes())),
+            Arg::OptUuid(v) => v.as_ref().map_or(ToSqlOutput::Owned(Lv::Null), |u| {
+                ToSqlOutput::Borrowed(ValueRef::Blob(u.as_bytes()))
+            }),
+            Arg::Json(v) => json(v),
+            Arg::OptJson(v) => v.as_ref().map_or(ToSqlOutput::Owned(Lv::Null), json),
+            Arg::F64(v) => ToSqlOutput::Owned(Lv::Real(*v)),
+            Arg::Bool(v) => ToSqlOutput::Owned(Lv::Integer(i64::from(*v))),
+        })
+    }
+}
+
+/// Bind `args` to a prepared statement whose parameters are written `$1`, `$2`, …: SQLite
+/// numbers named parameters by first appearance, so each is mapped back by its name.
+fn bind(stmt: &mut rusqlite::CachedStatement<'_>, args: &[Arg]) -> Result<()> {
+    for index in 1..=stmt.parameter_count() {
+        let name = stmt.parameter_name(index).unwrap_or_default();
+        let position: usize = name
+            .strip_prefix('$')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("SQL parameter `{name}` is not of the form $N"))
+            })?;
+        let arg = args.get(position - 1).ok_or_else(|| {
+            StoreError::Corrupt(format!("no argument for SQL parameter ${position}"))
+        })?;
+        stmt.raw_bind_parameter(index, arg)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn execute(conn: &rusqlite::Connection, sql: &str, args: &[Arg]) -> Result<u64> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    bind(&mut stmt, args)?;
+    Ok(stmt.raw_execute()? as u64)
+}
+
+pub(crate) fn query(conn: &rusqlite::Connection, sql: &str, args: &[Arg]) -> Result<Vec<LiteRow>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    bind(&mut stmt, args)?;
+    let names: Arc<[String]> = stmt.column_names().into_iter().map(String::from).collect();
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let values = (0..names.len())
+            .map(|i| row.get::<_, Lv>(i))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        out.push(LiteRow {
+            names: names.clone(),
+            values,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn batch(conn: &rusqlite::Connection, sql: &str) -> Result<()> {
+    Ok(conn.execute_batch(sql)?)
+}
+
+/// A row copied out of a statement (rusqlite rows borrow their statement).
+#[derive(Debug)]
+pub struct LiteRow {
+    names: Arc<[String]>,
+    values: Vec<Lv>,
+}
+
+impl LiteRow {
+    fn value(&self, col: &str) -> Result<&Lv> {
+        self.names
+            .iter()
+            .position(|n| n == col)
+            .and_then(|i| self.values.get(i))
+            .ok_or_else(|| StoreError::Corrupt(format!("no column `{col}`")))
+    }
+
+    fn wrong(col: &str, want: &str, got: &Lv) -> StoreError {
+        StoreError::Corrupt(format!(
+            "column `{col}`: expected {want}, found {:?}",
+            got.data_type()
+        ))
+    }
+
+    pub(crate) fn opt_i64(&self, col: &str) -> Result<Option<i64>> {
+        match self.value(col)? {
+            Lv::Null => Ok(None),
+            Lv::Integer(i) => Ok(Some(*i)),
+            other => Err(Self::wrong(col, "an integer", other)),
+        }
+    }
+
+    pub(crate) fn i64(&self, col: &str) -> Result<i64> {
+        self.opt_i64(col)?
+            .ok_or_else(|| StoreError::Corrupt(format!("column `{col}` is null")))
+    }
+
+    pub(crate) fn bool(&self, col: &str) -> Result<bool> {
+        Ok(self.i64(col)? != 0)
+    }
+
+    pub(crate) fn text(&self, col: &str) -> Result<String> {
+        match self.value(col)? {
+            Lv::Text(s) => Ok(s.clone()),
+            other => Err(Self::wrong(col, "text", other)),
+        }
+    }
+
+    pub(crate) fn opt_uuid(&self, col: &str) -> Result<Option<Uuid>> {
+        match self.value(col)? {
+            Lv::Null => Ok(None),
+            Lv::Blob(b) => Uuid::from_slice(b)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("{col}: {e}"))),
+            other => Err(Self::wrong(col, "a UUID blob", other)),
+        }
+    }
+
+    pub(crate) fn uuid(&self, col: &str) -> Result<Uuid> {
+        self.opt_uuid(col)?
+            .ok_or_else(|| StoreError::Corrupt(format!("column `{col}` is null")))
+    }
+
+    pub(crate) fn opt_json(&self, col: &str) -> Result<Option<Value>> {
+        match self.value(col)? {
+            Lv::Null => Ok(None),
+            Lv::Text(s) => serde_json::from_str(s)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("{col}: {e}"))),
+            other => Err(Self::wrong(col, "JSON text", other)),
+        }
+    }
+
+    pub(crate) fn json(&self, col: &str) -> Result<Value> {
+        self.opt_json(col)?
+            .ok_or_else(|| StoreError::Corrupt(format!("column `{col}` is null")))
+    }
+}
