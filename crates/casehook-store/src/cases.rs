@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::Store;
 use crate::db::{Arg, Conn, Dialect, Row, args, from_micros, now_micros};
 use crate::error::{Result, StoreError};
-use crate::events::append;
+use crate::events::{append, append_numbered};
 use crate::writer::{Tx, WriteOp};
 
 /// A validated case to create.
@@ -186,15 +186,18 @@ impl WriteOp for CreateCase {
             return Err(StoreError::FormArchived);
         }
         let id = CaseId::new();
-        let number = tx
+        // The case number and the sequence of its `case.created` event, in one statement.
+        let counters = tx
             .conn
             .fetch_one(
-                "UPDATE workspaces SET case_counter = case_counter + 1 WHERE id = $1 RETURNING case_counter",
+                "UPDATE workspaces SET case_counter = case_counter + 1, event_counter = event_counter + 1
+                 WHERE id = $1 RETURNING case_counter, event_counter",
                 &args![new.workspace],
                 "workspace",
             )
-            .await?
-            .i64("case_counter")?;
+            .await?;
+        let number = counters.i64("case_counter")?;
+        let sequence = counters.i64("event_counter")?;
         let now = now_micros();
         tx.conn
             .execute(
@@ -242,7 +245,7 @@ impl WriteOp for CreateCase {
             changes: None,
             skip_triggers: new.skip_triggers,
         };
-        let mut events = append(tx, new.workspace, vec![event]).await?;
+        let mut events = append_numbered(tx, new.workspace, sequence, vec![event]).await?;
         let event = events
             .pop()
             .ok_or_else(|| StoreError::Corrupt("no event appended".into()))?;

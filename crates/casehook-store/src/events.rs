@@ -91,13 +91,24 @@ pub(crate) async fn append(
         )
         .await?
         .i64("event_counter")?;
+    append_numbered(tx, workspace, last - count + 1, events).await
+}
+
+/// Append events whose sequence numbers the caller already took from the workspace's
+/// counter (in this transaction), the first being `first`.
+pub(crate) async fn append_numbered(
+    tx: &mut Tx<'_>,
+    workspace: WorkspaceId,
+    first: i64,
+    events: Vec<NewEvent>,
+) -> Result<Vec<Event>> {
     let now = now_micros();
     let occurred_at = from_micros(now)?;
     let mut written = Vec::with_capacity(events.len());
     for (offset, new) in events.into_iter().enumerate() {
         let event = Event {
             id: EventId::new(),
-            sequence: last - count + 1 + offset as i64,
+            sequence: first + offset as i64,
             workspace_id: workspace,
             event_type: new.event_type,
             case_id: new.case_id,

@@ -256,20 +256,21 @@ async fn run_all(
             }
         };
     }
+    // Savepoint commands go through `execute`, which prepares once and reuses the statement.
     for op in batch.iter_mut() {
-        tx.conn.batch("SAVEPOINT op").await?;
+        tx.conn.execute("SAVEPOINT op", &[]).await?;
         let woken_before = tx.woken.clone();
         match op.run(tx).await {
             Ok(()) => {
-                tx.conn.batch("RELEASE SAVEPOINT op").await?;
+                tx.conn.execute("RELEASE SAVEPOINT op", &[]).await?;
                 failures.push(None);
             }
             // The database gave up on the whole transaction (deadlock): not this operation's
             // fault, so the batch is split and retried.
             Err(e) if e.is_transient_conflict() => return Err(e),
             Err(e) => {
-                tx.conn.batch("ROLLBACK TO SAVEPOINT op").await?;
-                tx.conn.batch("RELEASE SAVEPOINT op").await?;
+                tx.conn.execute("ROLLBACK TO SAVEPOINT op", &[]).await?;
+                tx.conn.execute("RELEASE SAVEPOINT op", &[]).await?;
                 tx.woken = woken_before;
                 failures.push(Some(e));
             }
