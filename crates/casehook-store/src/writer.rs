@@ -6,8 +6,9 @@
 //! throughput grows with concurrency while every acknowledged write is still committed before
 //! its caller hears back. On SQLite this is also the single-writer discipline the engine
 //! needs; on PostgreSQL it cuts round trips and row-lock hand-offs on the per-workspace
-//! counters. Each operation runs inside its own savepoint, so one failing operation (a stale
-//! version, a taken name) rolls back alone and the rest of its batch still commits.
+//! counters. One failing operation (a stale version, a taken name) never takes its batch
+//! down: on SQLite it rolls back to its own savepoint, on PostgreSQL the batch is re-run one
+//! operation at a time (see `run_all`).
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -35,8 +36,8 @@ pub struct Tx<'c> {
     pub(crate) woken: BTreeSet<String>,
 }
 
-/// One unit of work for the writer. `run` may be rolled back (its savepoint), so it must not
-/// have side effects outside the transaction.
+/// One unit of work for the writer. `run` may be rolled back and run again (a split batch), so
+/// it must not have side effects outside the transaction.
 pub(crate) trait WriteOp: Send + 'static {
     type Output: Send + 'static;
     fn run(&mut self, tx: &mut Tx<'_>) -> impl Future<Output = Result<Self::Output>> + Send;
@@ -203,8 +204,9 @@ async fn attempt(pool: &mut WritePool, batch: &mut Vec<Box<dyn Queued>>) -> Atte
     };
     let mut failures: Vec<Option<StoreError>> = Vec::with_capacity(batch.len());
     let committed = match run_all(&mut tx, batch, &mut failures).await {
-        Ok(true) => tx.conn.batch("COMMIT").await,
-        Ok(false) => Ok(()),
+        Ok(Ran::Commit) => tx.conn.batch("COMMIT").await,
+        Ok(Ran::Nothing) => Ok(()),
+        Ok(Ran::Split) => return Attempt::Split,
         Err(e) => Err(e),
     };
     if let Err(e) = committed {
@@ -227,17 +229,33 @@ async fn attempt(pool: &mut WritePool, batch: &mut Vec<Box<dyn Queued>>) -> Atte
     Attempt::Done(tx.woken)
 }
 
-/// Run each operation in its own savepoint. An operation's own error is recorded in
-/// `failures`; an error of the transaction itself (a broken connection) aborts the batch.
-/// Returns whether there is anything to commit.
+/// What running a batch's operations left to do.
+enum Ran {
+    /// Commit: every operation's own outcome is in `failures`.
+    Commit,
+    /// Nothing to commit (a lone operation failed and was rolled back).
+    Nothing,
+    /// Rolled back as a whole; run the operations one by one.
+    Split,
+}
+
+/// Run a batch's operations in one transaction.
+///
+/// On SQLite each operation gets a savepoint (in-process, nearly free), so a failing one
+/// rolls back alone and the rest commit. On PostgreSQL every savepoint costs two round trips,
+/// more than most operations themselves, so a batch runs without them: operations rarely
+/// fail, and when one does the batch is rolled back and split, each operation then running
+/// alone. A deadlock is handled the same way on both.
 async fn run_all(
     tx: &mut Tx<'_>,
     batch: &mut [Box<dyn Queued>],
     failures: &mut Vec<Option<StoreError>>,
-) -> Result<bool> {
-    let begin = match tx.conn.dialect() {
-        Dialect::Sqlite => "BEGIN IMMEDIATE",
-        Dialect::Postgres => "BEGIN",
+) -> Result<Ran> {
+    let savepoints = tx.conn.dialect() == Dialect::Sqlite;
+    let begin = if savepoints {
+        "BEGIN IMMEDIATE"
+    } else {
+        "BEGIN"
     };
     tx.conn.batch(begin).await?;
     if let [op] = batch {
@@ -246,18 +264,28 @@ async fn run_all(
         return match op.run(tx).await {
             Ok(()) => {
                 failures.push(None);
-                Ok(true)
+                Ok(Ran::Commit)
             }
             Err(e) => {
                 tx.conn.batch("ROLLBACK").await?;
                 tx.woken.clear();
                 failures.push(Some(e));
-                Ok(false)
+                Ok(Ran::Nothing)
             }
         };
     }
-    // Savepoint commands go through `execute`, which prepares once and reuses the statement.
     for op in batch.iter_mut() {
+        if !savepoints {
+            match op.run(tx).await {
+                Ok(()) => failures.push(None),
+                Err(_) => {
+                    tx.conn.batch("ROLLBACK").await?;
+                    return Ok(Ran::Split);
+                }
+            }
+            continue;
+        }
+        // Savepoint commands go through `execute`, which prepares once and reuses them.
         tx.conn.execute("SAVEPOINT op", &[]).await?;
         let woken_before = tx.woken.clone();
         match op.run(tx).await {
@@ -267,7 +295,10 @@ async fn run_all(
             }
             // The database gave up on the whole transaction (deadlock): not this operation's
             // fault, so the batch is split and retried.
-            Err(e) if e.is_transient_conflict() => return Err(e),
+            Err(e) if e.is_transient_conflict() => {
+                tx.conn.batch("ROLLBACK").await?;
+                return Ok(Ran::Split);
+            }
             Err(e) => {
                 tx.conn.execute("ROLLBACK TO SAVEPOINT op", &[]).await?;
                 tx.conn.execute("RELEASE SAVEPOINT op", &[]).await?;
@@ -276,5 +307,5 @@ async fn run_all(
             }
         }
     }
-    Ok(true)
+    Ok(Ran::Commit)
 }
