@@ -11,6 +11,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.body_limit < 1024 {
         anyhow::bail!("--body-limit must be at least 1024 bytes");
     }
+    let signals = ShutdownSignals::install()?;
     let url = args.database.resolve()?;
     let store = Store::open(&url)
         .await
@@ -35,7 +36,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
     tracing::info!(address = %local, "casehook is listening");
-    casehook_server::serve(listener, state, shutdown_signal()).await?;
+    casehook_server::serve(listener, state, signals.wait()).await?;
     store.close().await;
     tracing::info!("casehook stopped");
     Ok(())
@@ -71,28 +72,29 @@ fn print_first_start(first: &bootstrap::FirstStart, address: std::net::SocketAdd
     println!();
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+/// SIGINT and SIGTERM handlers, installed when this is created: before the port is bound, so
+/// a signal that arrives as soon as the server answers is never met by the default action
+/// (killing the process mid-write).
+struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        })
     }
-    tracing::info!("shutting down: finishing in-flight requests");
+
+    /// Resolves on the first SIGINT or SIGTERM.
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
+    }
 }
