@@ -12,17 +12,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         anyhow::bail!("--body-limit must be at least 1024 bytes");
     }
     let signals = ShutdownSignals::install()?;
-    let url = args.database.resolve()?;
-    let store = Store::open(&url)
-        .await
-        .with_context(|| format!("opening the database {}", redact_url(&url)))?;
-    tracing::info!(database = store.dialect_name(), "database ready");
+    // The port first: a server that cannot listen leaves no database behind. Connections that
+    // arrive while the database opens wait in the listen backlog.
     let listener = TcpListener::bind(args.listen).await.with_context(|| {
         format!(
             "cannot listen on {} (set --listen or CASEHOOK_LISTEN)",
             args.listen
         )
     })?;
+    let url = args.database.resolve()?;
+    let store = Store::open(&url)
+        .await
+        .with_context(|| format!("opening the database {}", redact_url(&url)))?;
+    tracing::info!(database = store.dialect_name(), "database ready");
     let local = listener.local_addr()?;
     if let Some(first) =
         bootstrap::ensure_default_workspace(&store, args.bootstrap_admin_key.clone()).await?
