@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use casehook_core::case::{Case, Change, Changes, Data, diff, merge};
 use casehook_core::event::{Actor, Event, NewEvent};
-use casehook_core::{CaseId, FormId, WorkspaceId, case::CaseRef};
+use casehook_core::{CaseId, EventId, FormId, WorkspaceId, case::CaseRef};
 use serde_json::Value;
 
 use crate::Store;
@@ -177,8 +177,143 @@ async fn check_form(
 
 struct CreateCase(NewCase);
 
+impl CreateCase {
+    /// The case as it will be stored, once it has its number.
+    fn case(&self, id: CaseId, number: i64, now: i64) -> Result<Case> {
+        let new = &self.0;
+        Ok(Case {
+            id,
+            workspace_id: new.workspace,
+            form_id: new.form_id,
+            number,
+            status: new.status.clone(),
+            data: new.data.clone(),
+            external_refs: new.external_refs.clone(),
+            version: 1,
+            created_by: new.actor.clone(),
+            created_at: from_micros(now)?,
+            updated_at: from_micros(now)?,
+            deleted_at: None,
+        })
+    }
+}
+
+/// Creates a set of cases with their `case.created` events in one PostgreSQL statement: the
+/// form checks, the counters of every workspace involved, the cases and the events. A batch
+/// of creations then costs one round trip instead of four per case. Any refused input
+/// (changed or archived form, unknown form) makes the statement change nothing, so the
+/// writer splits the batch and each creation reports its own error through `run`.
+const CREATE_SET_SQL: &str = "
+WITH input AS (
+    SELECT (x->>'id')::uuid AS id, (x->>'workspace_id')::uuid AS workspace_id,
+           (x->>'form_id')::uuid AS form_id, (x->>'form_version')::bigint AS form_version,
+           x->>'status' AS status, x->'data' AS data, x->'external_refs' AS external_refs,
+           x->'actor' AS actor, (x->>'event_id')::uuid AS event_id, x->'event_data' AS event_data,
+           (x->>'skip_triggers')::boolean AS skip_triggers, ord
+    FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(x, ord)
+),
+refused AS (
+    SELECT 1 FROM input i LEFT JOIN forms f ON f.id = i.form_id AND f.workspace_id = i.workspace_id
+    WHERE f.id IS NULL OR f.version <> i.form_version OR f.archived_at IS NOT NULL
+    LIMIT 1
+),
+counts AS (SELECT workspace_id, count(*) AS n FROM input GROUP BY workspace_id),
+taken AS (
+    UPDATE workspaces w SET case_counter = w.case_counter + c.n, event_counter = w.event_counter + c.n
+    FROM counts c
+    WHERE w.id = c.workspace_id AND NOT EXISTS (SELECT 1 FROM refused)
+    RETURNING w.id, w.case_counter - c.n AS case_base, w.event_counter - c.n AS event_base
+),
+numbered AS (
+    SELECT i.*, t.case_base + row_number() OVER win AS number,
+           t.event_base + row_number() OVER win AS sequence
+    FROM input i JOIN taken t ON t.id = i.workspace_id
+    WINDOW win AS (PARTITION BY i.workspace_id ORDER BY i.ord)
+),
+new_cases AS (
+    INSERT INTO cases (id, workspace_id, form_id, number, status, data, external_refs, version,
+                       created_by, created_at, updated_at)
+    SELECT id, workspace_id, form_id, number, status, data, external_refs, 1, actor, $2, $2
+    FROM numbered
+),
+new_events AS (
+    INSERT INTO events (id, sequence, workspace_id, type, case_id, form_id, actor, data, changes,
+                        skip_triggers, occurred_at)
+    SELECT event_id, sequence, workspace_id, 'case.created', id, form_id, actor,
+           jsonb_set(event_data, '{number}', to_jsonb(number)), NULL, skip_triggers, $2
+    FROM numbered
+)
+SELECT ord, number, sequence FROM numbered ORDER BY ord";
+
 impl WriteOp for CreateCase {
     type Output = (Case, Event);
+    const SET_BASED: bool = true;
+
+    async fn run_set(ops: &mut [&mut Self], tx: &mut Tx<'_>) -> Result<Vec<Self::Output>> {
+        if tx.conn.dialect() != Dialect::Postgres {
+            let mut outputs = Vec::with_capacity(ops.len());
+            for op in ops.iter_mut() {
+                outputs.push(op.run(tx).await?);
+            }
+            return Ok(outputs);
+        }
+        let now = now_micros();
+        let mut input = Vec::with_capacity(ops.len());
+        let mut ids = Vec::with_capacity(ops.len());
+        for op in ops.iter() {
+            let (id, event_id) = (CaseId::new(), EventId::new());
+            let new = &op.0;
+            input.push(serde_json::json!({
+                "id": id,
+                "workspace_id": new.workspace,
+                "form_id": new.form_id,
+                "form_version": new.form_version,
+                "status": new.status,
+                "data": new.data,
+                "external_refs": new.external_refs,
+                "actor": new.actor,
+                "event_id": event_id,
+                "event_data": to_json(&op.case(id, 0, now)?)?,
+                "skip_triggers": new.skip_triggers,
+            }));
+            ids.push((id, event_id));
+        }
+        let rows = tx
+            .conn
+            .fetch_all(CREATE_SET_SQL, &args![Value::Array(input), now])
+            .await?;
+        if rows.len() != ops.len() {
+            return Err(StoreError::Rejected {
+                message: "a creation in the set was refused".into(),
+                details: Vec::new(),
+            });
+        }
+        let mut outputs = Vec::with_capacity(ops.len());
+        for ((op, row), (id, event_id)) in ops.iter().zip(rows).zip(ids) {
+            let new = &op.0;
+            let case = op.case(id, row.i64("number")?, now)?;
+            // After the case rows (the references point at them).
+            for (source, reference) in &new.external_refs {
+                claim_ref(&mut tx.conn, new.workspace, id, source, reference).await?;
+            }
+            let event = Event {
+                id: event_id,
+                sequence: row.i64("sequence")?,
+                workspace_id: new.workspace,
+                event_type: "case.created".into(),
+                case_id: Some(id),
+                form_id: Some(new.form_id),
+                actor: new.actor.clone(),
+                data: to_json(&case)?,
+                changes: None,
+                skip_triggers: new.skip_triggers,
+                occurred_at: from_micros(now)?,
+            };
+            outputs.push((case, event));
+        }
+        Ok(outputs)
+    }
+
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<Self::Output> {
         let new = &self.0;
         let form = check_form(&mut tx.conn, new.workspace, new.form_id, new.form_version).await?;
@@ -222,20 +357,7 @@ impl WriteOp for CreateCase {
         for (source, reference) in &new.external_refs {
             claim_ref(&mut tx.conn, new.workspace, id, source, reference).await?;
         }
-        let case = Case {
-            id,
-            workspace_id: new.workspace,
-            form_id: new.form_id,
-            number,
-            status: new.status.clone(),
-            data: new.data.clone(),
-            external_refs: new.external_refs.clone(),
-            version: 1,
-            created_by: new.actor.clone(),
-            created_at: from_micros(now)?,
-            updated_at: from_micros(now)?,
-            deleted_at: None,
-        };
+        let case = self.case(id, number, now)?;
         let event = NewEvent {
             event_type: "case.created".into(),
             case_id: Some(id),

@@ -10,6 +10,7 @@
 //! down: on SQLite it rolls back to its own savepoint, on PostgreSQL the batch is re-run one
 //! operation at a time (see `run_all`).
 
+use std::any::{Any, TypeId};
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -38,17 +39,47 @@ pub struct Tx<'c> {
 
 /// One unit of work for the writer. `run` may be rolled back and run again (a split batch), so
 /// it must not have side effects outside the transaction.
-pub(crate) trait WriteOp: Send + 'static {
+pub(crate) trait WriteOp: Send + Sized + 'static {
     type Output: Send + 'static;
     fn run(&mut self, tx: &mut Tx<'_>) -> impl Future<Output = Result<Self::Output>> + Send;
+
+    /// Whether consecutive operations of this kind in a PostgreSQL batch go to `run_set`
+    /// together. Worth it for the hot path, where one set-based statement replaces several
+    /// round trips per operation.
+    const SET_BASED: bool = false;
+
+    /// Run several operations of this kind at once, answering each in order. All or nothing:
+    /// an error rolls the batch back and its operations run again one by one through `run`,
+    /// which reports each one's own outcome.
+    fn run_set(
+        ops: &mut [&mut Self],
+        tx: &mut Tx<'_>,
+    ) -> impl Future<Output = Result<Vec<Self::Output>>> + Send {
+        async move {
+            let mut outputs = Vec::with_capacity(ops.len());
+            for op in ops.iter_mut() {
+                outputs.push(op.run(tx).await?);
+            }
+            Ok(outputs)
+        }
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A queued operation with its reply channel, type-erased so one queue carries all kinds.
-trait Queued: Send {
+trait Queued: Send + Any {
     fn run<'a>(&'a mut self, tx: &'a mut Tx<'_>) -> BoxFuture<'a, Result<()>>;
     fn finish(self: Box<Self>, failure: Option<StoreError>);
+    /// The kind of operation, when it can run in a set with others of its kind.
+    fn set_kind(&self) -> Option<TypeId>;
+    /// Run this operation and `rest` (all of the same `set_kind`) as one set.
+    fn run_set<'a>(
+        &'a mut self,
+        rest: &'a mut [Box<dyn Queued>],
+        tx: &'a mut Tx<'_>,
+    ) -> BoxFuture<'a, Result<()>>;
+    fn as_any(&mut self) -> &mut dyn Any;
 }
 
 struct Pending<O: WriteOp> {
@@ -63,6 +94,48 @@ impl<O: WriteOp> Queued for Pending<O> {
             self.output = Some(self.op.run(tx).await?);
             Ok(())
         })
+    }
+
+    fn set_kind(&self) -> Option<TypeId> {
+        O::SET_BASED.then(TypeId::of::<O>)
+    }
+
+    fn run_set<'a>(
+        &'a mut self,
+        rest: &'a mut [Box<dyn Queued>],
+        tx: &'a mut Tx<'_>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut others = Vec::with_capacity(rest.len());
+            for other in rest.iter_mut() {
+                let other = other
+                    .as_any()
+                    .downcast_mut::<Self>()
+                    .ok_or_else(|| StoreError::Corrupt("mixed operations in one set".into()))?;
+                others.push(other);
+            }
+            let outputs = {
+                let mut ops: Vec<&mut O> = Vec::with_capacity(others.len() + 1);
+                ops.push(&mut self.op);
+                ops.extend(others.iter_mut().map(|p| &mut p.op));
+                O::run_set(&mut ops, tx).await?
+            };
+            if outputs.len() != others.len() + 1 {
+                return Err(StoreError::Corrupt(
+                    "a set answered the wrong number of operations".into(),
+                ));
+            }
+            let mut outputs = outputs.into_iter();
+            self.output = outputs.next();
+            for (other, output) in others.into_iter().zip(outputs) {
+                other.output = Some(output);
+            }
+            Ok(())
+        })
+    }
+
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
     }
 
     fn finish(self: Box<Self>, failure: Option<StoreError>) {
@@ -274,17 +347,10 @@ async fn run_all(
             }
         };
     }
+    if !savepoints {
+        return run_unguarded(tx, batch, failures).await;
+    }
     for op in batch.iter_mut() {
-        if !savepoints {
-            match op.run(tx).await {
-                Ok(()) => failures.push(None),
-                Err(_) => {
-                    tx.conn.batch("ROLLBACK").await?;
-                    return Ok(Ran::Split);
-                }
-            }
-            continue;
-        }
         // Savepoint commands go through `execute`, which prepares once and reuses them.
         tx.conn.execute("SAVEPOINT op", &[]).await?;
         let woken_before = tx.woken.clone();
@@ -306,6 +372,40 @@ async fn run_all(
                 failures.push(Some(e));
             }
         }
+    }
+    Ok(Ran::Commit)
+}
+
+/// Run a PostgreSQL batch without savepoints: consecutive operations of a set-based kind run
+/// as one set, the others one at a time; any failure rolls the batch back for a split.
+async fn run_unguarded(
+    tx: &mut Tx<'_>,
+    batch: &mut [Box<dyn Queued>],
+    failures: &mut Vec<Option<StoreError>>,
+) -> Result<Ran> {
+    let mut start = 0;
+    while start < batch.len() {
+        let kind = batch[start].set_kind();
+        let mut end = start + 1;
+        if kind.is_some() {
+            while end < batch.len() && batch[end].set_kind() == kind {
+                end += 1;
+            }
+        }
+        let (first, rest) = batch[start..end]
+            .split_first_mut()
+            .ok_or_else(|| StoreError::Corrupt("empty run of operations".into()))?;
+        let ran = if rest.is_empty() {
+            first.run(tx).await
+        } else {
+            first.run_set(rest, tx).await
+        };
+        if ran.is_err() {
+            tx.conn.batch("ROLLBACK").await?;
+            return Ok(Ran::Split);
+        }
+        failures.extend((start..end).map(|_| None));
+        start = end;
     }
     Ok(Ran::Commit)
 }
