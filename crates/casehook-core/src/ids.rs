@@ -83,3 +83,16 @@ id_type!(
     /// A job in the durable queue.
     JobId
 );
+id_type!(
+    /// An outgoing webhook endpoint.
+    EndpointId
+);
+id_type!(
+    /// One delivery of an event to an endpoint; its `webhook-id` (`msg_…`) stays the same
+    /// across retries.
+    DeliveryId
+);
+id_type!(
+    /// One HTTP try of a delivery.
+    AttemptId
+);

@@ -282,6 +282,7 @@ impl WriteOp for CreateCase {
             .conn
             .fetch_all(CREATE_SET_SQL, &args![Value::Array(input), now])
             .await?;
+        tx.woken.insert(crate::events::EVENTS_WAKE.into());
         if rows.len() != ops.len() {
             return Err(StoreError::Rejected {
                 message: "a creation in the set was refused".into(),

@@ -36,6 +36,8 @@ pub enum Arg {
     OptJson(Option<Value>),
     F64(f64),
     Bool(bool),
+    Bytes(Vec<u8>),
+    OptBytes(Option<Vec<u8>>),
 }
 
 macro_rules! arg_from {
@@ -46,7 +48,8 @@ macro_rules! arg_from {
     )*};
 }
 arg_from!(i64 => I64, Option<i64> => OptI64, String => Text, &str => Text, Option<String> => OptText,
-          Uuid => Uuid, Option<Uuid> => OptUuid, Value => Json, Option<Value> => OptJson, f64 => F64, bool => Bool);
+          Uuid => Uuid, Option<Uuid> => OptUuid, Value => Json, Option<Value> => OptJson, f64 => F64, bool => Bool,
+          Vec<u8> => Bytes, Option<Vec<u8>> => OptBytes);
 
 macro_rules! id_args {
     ($($t:ty),*) => {$(
@@ -60,7 +63,10 @@ id_args!(
     casehook_core::FormId,
     casehook_core::CaseId,
     casehook_core::EventId,
-    casehook_core::JobId
+    casehook_core::JobId,
+    casehook_core::EndpointId,
+    casehook_core::DeliveryId,
+    casehook_core::AttemptId
 );
 
 /// Build an array of `Arg`s from anything convertible: `&args![ws, "open", 3_i64]`.
@@ -85,6 +91,8 @@ fn bind_sqlite<'q>(
             Arg::OptJson(v) => q.bind(v.as_ref().map(sqlx::types::Json)),
             Arg::F64(v) => q.bind(*v),
             Arg::Bool(v) => q.bind(*v),
+            Arg::Bytes(v) => q.bind(v.as_slice()),
+            Arg::OptBytes(v) => q.bind(v.as_deref()),
         };
     }
     q
@@ -106,6 +114,8 @@ fn bind_pg<'q>(
             Arg::OptJson(v) => q.bind(v.as_ref().map(sqlx::types::Json)),
             Arg::F64(v) => q.bind(*v),
             Arg::Bool(v) => q.bind(*v),
+            Arg::Bytes(v) => q.bind(v.as_slice()),
+            Arg::OptBytes(v) => q.bind(v.as_deref()),
         };
     }
     q
@@ -236,6 +246,9 @@ impl Row {
     getter!(uuid, Uuid);
     getter!(opt_uuid, Option<Uuid>);
     getter!(bool, bool);
+    getter!(opt_text, Option<String>);
+    getter!(bytes, Vec<u8>);
+    getter!(opt_bytes, Option<Vec<u8>>);
 
     pub fn json(&self, col: &str) -> Result<Value> {
         Ok(match self {

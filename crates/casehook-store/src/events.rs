@@ -15,6 +15,10 @@ use crate::db::{Arg, Row, args, from_micros, now_micros};
 use crate::error::{Result, StoreError};
 use crate::writer::{Tx, WriteOp};
 
+/// The wake-up name under which the writer signals committed events (the dispatcher
+/// listens with `Store::watch_queue(EVENTS_WAKE)`).
+pub const EVENTS_WAKE: &str = "events";
+
 /// Filters for the event feed, oldest first.
 #[derive(Clone, Debug, Default)]
 pub struct EventFilter {
@@ -104,6 +108,7 @@ pub(crate) async fn append_numbered(
 ) -> Result<Vec<Event>> {
     let now = now_micros();
     let occurred_at = from_micros(now)?;
+    tx.woken.insert(EVENTS_WAKE.into());
     let mut written = Vec::with_capacity(events.len());
     for (offset, new) in events.into_iter().enumerate() {
         let event = Event {

@@ -9,6 +9,8 @@
 
 mod cases;
 mod db;
+mod deliveries;
+mod endpoints;
 mod error;
 mod events;
 mod forms;
@@ -24,8 +26,13 @@ use std::sync::Arc;
 
 pub use cases::{CaseFilter, CasePage, CasePatch, NewCase};
 pub use db::{Dialect, from_micros, now_micros, to_micros, to_micros_checked};
+pub use deliveries::{
+    AttemptRecord, AttemptStats, DELIVERY_QUEUE, DeliveryFilter, DeliveryRecord, DispatchBacklog,
+    NewAttempt, NewDelivery, Recorded, STATS_SAMPLE, Settlement,
+};
+pub use endpoints::{EndpointChange, EndpointRecord, HealthMarks, NewEndpoint};
 pub use error::{Result, StoreError};
-pub use events::{EventFilter, EventTypeRecord};
+pub use events::{EVENTS_WAKE, EventFilter, EventTypeRecord};
 pub use forms::FormRecord;
 pub use jobs::{ClaimedJob, JobState, NewJob};
 pub use pool::redact_url;

@@ -51,6 +51,10 @@ impl rusqlite::ToSql for Arg {
             Arg::OptJson(v) => v.as_ref().map_or(ToSqlOutput::Owned(Lv::Null), json),
             Arg::F64(v) => ToSqlOutput::Owned(Lv::Real(*v)),
             Arg::Bool(v) => ToSqlOutput::Owned(Lv::Integer(i64::from(*v))),
+            Arg::Bytes(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
+            Arg::OptBytes(v) => v.as_deref().map_or(ToSqlOutput::Owned(Lv::Null), |b| {
+                ToSqlOutput::Borrowed(ValueRef::Blob(b))
+            }),
         })
     }
 }
@@ -147,6 +151,27 @@ impl LiteRow {
             Lv::Text(s) => Ok(s.clone()),
             other => Err(Self::wrong(col, "text", other)),
         }
+    }
+
+    pub(crate) fn opt_text(&self, col: &str) -> Result<Option<String>> {
+        match self.value(col)? {
+            Lv::Null => Ok(None),
+            Lv::Text(s) => Ok(Some(s.clone())),
+            other => Err(Self::wrong(col, "text", other)),
+        }
+    }
+
+    pub(crate) fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>> {
+        match self.value(col)? {
+            Lv::Null => Ok(None),
+            Lv::Blob(b) => Ok(Some(b.clone())),
+            other => Err(Self::wrong(col, "a blob", other)),
+        }
+    }
+
+    pub(crate) fn bytes(&self, col: &str) -> Result<Vec<u8>> {
+        self.opt_bytes(col)?
+            .ok_or_else(|| StoreError::Corrupt(format!("column `{col}` is null")))
     }
 
     pub(crate) fn opt_uuid(&self, col: &str) -> Result<Option<Uuid>> {

@@ -16,12 +16,20 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "foundation",
-    sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
-    postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "foundation",
+        sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
+        postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "outgoing_webhooks",
+        sqlite: include_str!("../migrations/sqlite/0002_outgoing_webhooks.sql"),
+        postgres: include_str!("../migrations/postgres/0002_outgoing_webhooks.sql"),
+    },
+];
 
 /// An arbitrary, fixed key for `pg_advisory_lock` ("casehook" in ASCII).
 const PG_LOCK_KEY: i64 = 0x6361_7365_686f_6f6b;

@@ -11,6 +11,7 @@ mod harness;
 mod claimers;
 mod creation;
 mod deletion;
+mod deliveries;
 mod events;
 mod external_refs;
 mod forms;

@@ -1,0 +1,863 @@
+//! Deliveries of events to endpoints and their attempt log.
+//!
+//! The dispatcher turns each workspace's event feed into deliveries: it reads events past the
+//! workspace's dispatch cursor, decides (outside any transaction) which endpoints want each
+//! one, and commits the deliveries, their jobs and the advanced cursor in one transaction that
+//! only succeeds if the cursor has not moved meanwhile. Every event is thus fanned out exactly
+//! once, even with several processes dispatching the same workspace.
+//!
+//! Each pending delivery has a job on the `delivery` queue; a worker claims it, sends, and
+//! records the attempt, the delivery's new state, the job's fate and the endpoint's health
+//! marks in one transaction (`record_attempt`).
+
+use casehook_core::event::{Actor, ActorKind, Event};
+use casehook_core::{AttemptId, CaseId, DeliveryId, EndpointId, EventId, JobId, WorkspaceId};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::Store;
+use crate::db::{Arg, Conn, Row, args, from_micros, now_micros};
+use crate::endpoints::{self, disabled_event};
+use crate::error::{Result, StoreError};
+use crate::jobs::{ClaimedJob, NewJob, enqueue};
+use crate::writer::{Tx, WriteOp};
+
+/// The job queue deliveries run on.
+pub const DELIVERY_QUEUE: &str = "delivery";
+
+/// A delivery: one event (or a synthetic test event) to one endpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeliveryRecord {
+    pub id: DeliveryId,
+    pub workspace_id: WorkspaceId,
+    pub endpoint_id: EndpointId,
+    pub event_id: EventId,
+    pub event_sequence: i64,
+    pub event_type: String,
+    pub case_id: Option<CaseId>,
+    /// `event`, `retry`, `replay` or `recover`.
+    pub origin: String,
+    /// `pending`, `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<OffsetDateTime>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+/// One HTTP try, as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttemptRecord {
+    pub id: AttemptId,
+    pub delivery_id: DeliveryId,
+    pub attempt: i64,
+    pub started_at: OffsetDateTime,
+    pub duration_us: i64,
+    /// `{method, url, headers, body}` with secrets redacted.
+    pub request: Value,
+    pub status: Option<i64>,
+    /// `{headers, body_excerpt, truncated}`.
+    pub response: Option<Value>,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    /// `success`, `retry`, `fail` or `gone`.
+    pub verdict: String,
+}
+
+/// An attempt to record.
+#[derive(Clone, Debug)]
+pub struct NewAttempt {
+    pub started_at: i64,
+    pub duration_us: i64,
+    pub request: Value,
+    pub status: Option<i64>,
+    pub response: Option<Value>,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    pub verdict: String,
+}
+
+/// What becomes of a delivery after an attempt.
+#[derive(Clone, Debug)]
+pub enum Settlement {
+    Succeeded,
+    /// Try again at this time (microseconds since the epoch).
+    RetryAt(i64),
+    /// Final failure (dead letter), with the reason.
+    Failed(String),
+    /// Final failure that also disables the endpoint (410 Gone, or failing for too long).
+    FailedAndDisable {
+        error: String,
+        reason: String,
+    },
+}
+
+/// A workspace whose feed has events not yet dispatched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DispatchBacklog {
+    pub workspace: WorkspaceId,
+    pub dispatched: i64,
+    pub latest: i64,
+}
+
+/// A delivery the dispatcher decided on.
+#[derive(Clone, Debug)]
+pub struct NewDelivery {
+    pub endpoint_id: EndpointId,
+    pub event_id: EventId,
+    pub event_sequence: i64,
+    pub event_type: String,
+    pub case_id: Option<CaseId>,
+}
+
+/// Filters for listing deliveries, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryFilter {
+    pub endpoint_id: Option<EndpointId>,
+    pub event_id: Option<EventId>,
+    pub case_id: Option<CaseId>,
+    pub state: Option<String>,
+    pub created_after: Option<i64>,
+    pub created_before: Option<i64>,
+    /// Only deliveries older than this one (the previous page's cursor).
+    pub before: Option<DeliveryId>,
+    pub limit: i64,
+}
+
+/// Success rate and latency of an endpoint's attempts since a time.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AttemptStats {
+    pub attempts: i64,
+    pub successes: i64,
+    /// Durations (µs) of the most recent attempts in the window, ascending; at most
+    /// `STATS_SAMPLE` of them, so percentiles stay cheap on a busy endpoint.
+    pub durations_us: Vec<i64>,
+}
+
+/// How many recent attempts feed the latency percentiles.
+pub const STATS_SAMPLE: i64 = 10_000;
+
+const COLUMNS: &str = "id, workspace_id, endpoint_id, event_id, event_sequence, event_type, case_id, origin, state, \
+                       attempts, next_attempt_at, last_status, last_error, created_at, updated_at, finished_at";
+
+fn delivery_from(row: &Row) -> Result<DeliveryRecord> {
+    Ok(DeliveryRecord {
+        id: DeliveryId(row.uuid("id")?),
+        workspace_id: WorkspaceId(row.uuid("workspace_id")?),
+        endpoint_id: EndpointId(row.uuid("endpoint_id")?),
+        event_id: EventId(row.uuid("event_id")?),
+        event_sequence: row.i64("event_sequence")?,
+        event_type: row.text("event_type")?,
+        case_id: row.opt_uuid("case_id")?.map(CaseId),
+        origin: row.text("origin")?,
+        state: row.text("state")?,
+        attempts: row.i64("attempts")?,
+        next_attempt_at: row
+            .opt_i64("next_attempt_at")?
+            .map(from_micros)
+            .transpose()?,
+        last_status: row.opt_i64("last_status")?,
+        last_error: row.opt_text("last_error")?,
+        created_at: from_micros(row.i64("created_at")?)?,
+        updated_at: from_micros(row.i64("updated_at")?)?,
+        finished_at: row.opt_i64("finished_at")?.map(from_micros).transpose()?,
+    })
+}
+
+fn attempt_from(row: &Row) -> Result<AttemptRecord> {
+    Ok(AttemptRecord {
+        id: AttemptId(row.uuid("id")?),
+        delivery_id: DeliveryId(row.uuid("delivery_id")?),
+        attempt: row.i64("attempt")?,
+        started_at: from_micros(row.i64("started_at")?)?,
+        duration_us: row.i64("duration_us")?,
+        request: row.json("request")?,
+        status: row.opt_i64("status")?,
+        response: row.opt_json("response")?,
+        error_kind: row.opt_text("error_kind")?,
+        error_message: row.opt_text("error_message")?,
+        verdict: row.text("verdict")?,
+    })
+}
+
+async fn get(
+    conn: &mut Conn<'_>,
+    workspace: WorkspaceId,
+    id: DeliveryId,
+) -> Result<DeliveryRecord> {
+    let row = conn
+        .fetch_one(
+            &format!("SELECT {COLUMNS} FROM deliveries WHERE id = $1 AND workspace_id = $2"),
+            &args![id, workspace],
+            "delivery",
+        )
+        .await?;
+    delivery_from(&row)
+}
+
+fn delivery_job(workspace: WorkspaceId, id: DeliveryId, due_at: Option<i64>) -> NewJob {
+    NewJob {
+        queue: DELIVERY_QUEUE.into(),
+        workspace: Some(workspace),
+        payload: json!({"delivery": id}),
+        due_at,
+    }
+}
+
+/// Insert a pending delivery and its job.
+async fn insert_delivery(
+    tx: &mut Tx<'_>,
+    workspace: WorkspaceId,
+    new: &NewDelivery,
+    origin: &str,
+) -> Result<DeliveryId> {
+    let id = DeliveryId::new();
+    let job = enqueue(tx, &delivery_job(workspace, id, None)).await?;
+    let now = now_micros();
+    tx.conn
+        .execute(
+            "INSERT INTO deliveries (id, workspace_id, endpoint_id, event_id, event_sequence, event_type, case_id,
+                                     origin, state, attempts, next_attempt_at, job_id, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $10, $9, $9)",
+            &args![
+                id,
+                workspace,
+                new.endpoint_id,
+                new.event_id,
+                new.event_sequence,
+                new.event_type.as_str(),
+                new.case_id,
+                origin,
+                now,
+                job
+            ],
+        )
+        .await?;
+    Ok(id)
+}
+
+struct CommitDispatch {
+    workspace: WorkspaceId,
+    from: i64,
+    to: i64,
+    deliveries: Vec<NewDelivery>,
+}
+
+impl WriteOp for CommitDispatch {
+    type Output = Vec<DeliveryId>;
+    async fn run(&mut self, tx: &mut Tx<'_>) -> Result<Vec<DeliveryId>> {
+        tx.conn
+            .execute(
+                "INSERT INTO dispatch_cursors (workspace_id, dispatched) VALUES ($1, 0) ON CONFLICT DO NOTHING",
+                &args![self.workspace],
+            )
+            .await?;
+        let moved = tx
+            .conn
+            .execute(
+                "UPDATE dispatch_cursors SET dispatched = $1 WHERE workspace_id = $2 AND dispatched = $3",
+                &args![self.to, self.workspace, self.from],
+            )
+            .await?;
+        if moved == 0 {
+            return Err(StoreError::Conflict(
+                "the dispatch cursor moved (another dispatcher got there first)".into(),
+            ));
+        }
+        let mut ids = Vec::with_capacity(self.deliveries.len());
+        for new in &self.deliveries {
+            ids.push(insert_delivery(tx, self.workspace, new, "event").await?);
+        }
+        Ok(ids)
+    }
+}
+
+struct RecordAttempt {
+    job_id: JobId,
+    lease_token: uuid::Uuid,
+    workspace: WorkspaceId,
+    delivery: DeliveryId,
+    endpoint: EndpointId,
+    attempt: NewAttempt,
+    settlement: Settlement,
+}
+
+/// The result of recording an attempt.
+#[derive(Clone, Debug, Default)]
+pub struct Recorded {
+    /// False when the job's lease had run out and another worker holds it: the attempt is
+    /// logged, but the delivery's state is that worker's to decide.
+    pub lease_held: bool,
+    /// The `endpoint.disabled` event, when this attempt disabled the endpoint.
+    pub disabled: Option<Event>,
+}
+
+impl WriteOp for RecordAttempt {
+    type Output = Recorded;
+    async fn run(&mut self, tx: &mut Tx<'_>) -> Result<Recorded> {
+        let now = now_micros();
+        let number = tx
+            .conn
+            .fetch_one(
+                "SELECT attempts FROM deliveries WHERE id = $1 AND workspace_id = $2",
+                &args![self.delivery, self.workspace],
+                "delivery",
+            )
+            .await?
+            .i64("attempts")?
+            + 1;
+        let a = &self.attempt;
+        let mut params = Vec::from(args![
+            AttemptId::new(),
+            self.delivery,
+            self.workspace,
+            self.endpoint,
+            number,
+            a.started_at,
+            a.duration_us,
+            a.request.clone()
+        ]);
+        params.push(Arg::OptI64(a.status));
+        params.push(Arg::OptJson(a.response.clone()));
+        params.extend(args![
+            a.error_kind.clone(),
+            a.error_message.clone(),
+            a.verdict.as_str()
+        ]);
+        tx.conn
+            .execute(
+                "INSERT INTO delivery_attempts (id, delivery_id, workspace_id, endpoint_id, attempt, started_at,
+                                                duration_us, request, status, response, error_kind, error_message, verdict)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                &params,
+            )
+            .await?;
+        let settled = match &self.settlement {
+            Settlement::RetryAt(due) => tx
+                .conn
+                .execute(
+                    "UPDATE jobs SET state = 'pending', due_at = $1, lease_token = NULL, last_error = $2, updated_at = $3
+                     WHERE id = $4 AND lease_token = $5",
+                    &args![*due, a.error_message.clone(), now, self.job_id, self.lease_token],
+                )
+                .await?,
+            _ => tx
+                .conn
+                .execute(
+                    "DELETE FROM jobs WHERE id = $1 AND lease_token = $2",
+                    &args![self.job_id, self.lease_token],
+                )
+                .await?,
+        };
+        if settled == 0 {
+            return Ok(Recorded::default());
+        }
+        let (state, next, finished, error) = match &self.settlement {
+            Settlement::Succeeded => ("succeeded", None, Some(now), None),
+            Settlement::RetryAt(due) => ("pending", Some(*due), None, a.error_message.clone()),
+            Settlement::Failed(error) | Settlement::FailedAndDisable { error, .. } => {
+                ("failed", None, Some(now), Some(error.clone()))
+            }
+        };
+        tx.conn
+            .execute(
+                "UPDATE deliveries SET state = $1, attempts = $2, next_attempt_at = $3, last_status = $4,
+                        last_error = $5, finished_at = $6, updated_at = $7,
+                        job_id = CASE WHEN $1 = 'pending' THEN job_id ELSE NULL END
+                 WHERE id = $8",
+                &[
+                    Arg::from(state),
+                    Arg::from(number),
+                    Arg::OptI64(next),
+                    Arg::OptI64(a.status),
+                    Arg::OptText(error),
+                    Arg::OptI64(finished),
+                    Arg::from(now),
+                    Arg::from(self.delivery),
+                ],
+            )
+            .await?;
+        // Health marks; written only when they change, so a busy healthy endpoint's row is
+        // not rewritten by every success.
+        if matches!(self.settlement, Settlement::Succeeded) {
+            tx.conn
+                .execute(
+                    "UPDATE endpoints SET last_success_at = $1, failing_since = NULL
+                     WHERE id = $2 AND (failing_since IS NOT NULL OR last_success_at IS NULL OR last_success_at < $3)",
+                    &args![now, self.endpoint, now - 1_000_000],
+                )
+                .await?;
+        } else {
+            tx.conn
+                .execute(
+                    "UPDATE endpoints SET last_failure_at = $1, failing_since = COALESCE(failing_since, $1)
+                     WHERE id = $2",
+                    &args![now, self.endpoint],
+                )
+                .await?;
+        }
+        let mut disabled = None;
+        if let Settlement::FailedAndDisable { reason, .. } = &self.settlement {
+            let endpoint = endpoints::get(&mut tx.conn, self.workspace, self.endpoint).await?;
+            if endpoint.enabled {
+                tx.conn
+                    .execute(
+                        "UPDATE endpoints SET enabled = FALSE, disabled_reason = $1, disabled_at = $2,
+                                version = version + 1, updated_at = $2
+                         WHERE id = $3",
+                        &args![reason.as_str(), now, self.endpoint],
+                    )
+                    .await?;
+                let actor = Actor {
+                    kind: ActorKind::System,
+                    id: None,
+                    name: "delivery worker".into(),
+                };
+                disabled = Some(disabled_event(tx, &endpoint, reason, actor).await?);
+            }
+        }
+        Ok(Recorded {
+            lease_held: true,
+            disabled,
+        })
+    }
+}
+
+/// Push a delivery's job to `until` without an attempt (an ordered endpoint waiting for an
+/// earlier delivery of the same case).
+struct Defer {
+    job_id: JobId,
+    lease_token: uuid::Uuid,
+    delivery: DeliveryId,
+    until: i64,
+    reason: String,
+}
+
+impl WriteOp for Defer {
+    type Output = bool;
+    async fn run(&mut self, tx: &mut Tx<'_>) -> Result<bool> {
+        let now = now_micros();
+        let changed = tx
+            .conn
+            .execute(
+                "UPDATE jobs SET state = 'pending', due_at = $1, lease_token = NULL, attempts = attempts - 1,
+                        last_error = $2, updated_at = $3
+                 WHERE id = $4 AND lease_token = $5",
+                &args![self.until, self.reason.as_str(), now, self.job_id, self.lease_token],
+            )
+            .await?;
+        if changed == 1 {
+            tx.conn
+                .execute(
+                    "UPDATE deliveries SET next_attempt_at = $1, updated_at = $2 WHERE id = $3",
+                    &args![self.until, now, self.delivery],
+                )
+                .await?;
+        }
+        Ok(changed == 1)
+    }
+}
+
+/// Manual recovery operations on deliveries.
+enum Manual {
+    /// Retry one delivery now (same delivery, same `webhook-id`).
+    RetryNow(DeliveryId),
+    /// A new delivery of an event to an endpoint.
+    Replay(NewDelivery),
+    /// Every failed delivery of an endpoint created since a time goes pending again, unless
+    /// the same event is already pending for the endpoint.
+    Recover { endpoint: EndpointId, since: i64 },
+}
+
+struct ManualOp {
+    workspace: WorkspaceId,
+    what: Manual,
+}
+
+impl WriteOp for ManualOp {
+    type Output = Vec<DeliveryId>;
+    async fn run(&mut self, tx: &mut Tx<'_>) -> Result<Vec<DeliveryId>> {
+        let ws = self.workspace;
+        match &self.what {
+            Manual::RetryNow(id) => {
+                let delivery = get(&mut tx.conn, ws, *id).await?;
+                endpoints::get(&mut tx.conn, ws, delivery.endpoint_id).await?;
+                reopen(tx, ws, &delivery, "retry").await?;
+                Ok(vec![*id])
+            }
+            Manual::Replay(new) => {
+                endpoints::get(&mut tx.conn, ws, new.endpoint_id).await?;
+                Ok(vec![insert_delivery(tx, ws, new, "replay").await?])
+            }
+            Manual::Recover { endpoint, since } => {
+                endpoints::get(&mut tx.conn, ws, *endpoint).await?;
+                let rows = tx
+                    .conn
+                    .fetch_all(
+                        &format!(
+                            "SELECT {COLUMNS} FROM deliveries d
+                             WHERE d.workspace_id = $1 AND d.endpoint_id = $2 AND d.state = 'failed'
+                               AND d.created_at >= $3
+                               AND NOT EXISTS (SELECT 1 FROM deliveries p
+                                               WHERE p.endpoint_id = d.endpoint_id AND p.event_id = d.event_id
+                                                 AND p.state = 'pending')
+                             ORDER BY d.event_sequence, d.id"
+                        ),
+                        &args![ws, *endpoint, *since],
+                    )
+                    .await?;
+                let mut seen = std::collections::HashSet::new();
+                let mut ids = Vec::new();
+                for row in &rows {
+                    let delivery = delivery_from(row)?;
+                    // Several failed deliveries of one event (a failed replay): recover one.
+                    if seen.insert(delivery.event_id) {
+                        reopen(tx, ws, &delivery, "recover").await?;
+                        ids.push(delivery.id);
+                    }
+                }
+                Ok(ids)
+            }
+        }
+    }
+}
+
+/// Make a delivery due now: reschedule its pending job, or reopen a finished delivery with a
+/// new job. Its id (and so its `webhook-id`) stays.
+async fn reopen(
+    tx: &mut Tx<'_>,
+    ws: WorkspaceId,
+    delivery: &DeliveryRecord,
+    origin: &str,
+) -> Result<()> {
+    let now = now_micros();
+    if delivery.state == "pending" {
+        tx.conn
+            .execute(
+                "UPDATE jobs SET due_at = $1, updated_at = $1
+                 WHERE id = (SELECT job_id FROM deliveries WHERE id = $2) AND state = 'pending'",
+                &args![now, delivery.id],
+            )
+            .await?;
+        tx.conn
+            .execute(
+                "UPDATE deliveries SET next_attempt_at = $1, updated_at = $1 WHERE id = $2",
+                &args![now, delivery.id],
+            )
+            .await?;
+        tx.woken.insert(DELIVERY_QUEUE.into());
+        return Ok(());
+    }
+    let job = enqueue(tx, &delivery_job(ws, delivery.id, None)).await?;
+    tx.conn
+        .execute(
+            "UPDATE deliveries SET state = 'pending', origin = $1, next_attempt_at = $2, finished_at = NULL,
+                    job_id = $3, updated_at = $2
+             WHERE id = $4",
+            &args![origin, now, job, delivery.id],
+        )
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Workspaces with events past their dispatch cursor.
+    pub async fn dispatch_backlog(&self) -> Result<Vec<DispatchBacklog>> {
+        let mut lease = self.read().await?;
+        let rows = lease
+            .conn()
+            .fetch_all(
+                "SELECT w.id, COALESCE(d.dispatched, 0) AS dispatched, w.event_counter
+                 FROM workspaces w LEFT JOIN dispatch_cursors d ON d.workspace_id = w.id
+                 WHERE w.event_counter > COALESCE(d.dispatched, 0)",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DispatchBacklog {
+                    workspace: WorkspaceId(r.uuid("id")?),
+                    dispatched: r.i64("dispatched")?,
+                    latest: r.i64("event_counter")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Commit the deliveries for the workspace's events `from+1 ..= to` and move its cursor
+    /// to `to`; `Conflict` (nothing written) when the cursor is no longer at `from`.
+    pub async fn commit_dispatch(
+        &self,
+        workspace: WorkspaceId,
+        from: i64,
+        to: i64,
+        deliveries: Vec<NewDelivery>,
+    ) -> Result<Vec<DeliveryId>> {
+        self.writer()
+            .run(CommitDispatch {
+                workspace,
+                from,
+                to,
+                deliveries,
+            })
+            .await
+    }
+
+    pub async fn get_delivery(
+        &self,
+        workspace: WorkspaceId,
+        id: DeliveryId,
+    ) -> Result<DeliveryRecord> {
+        let mut lease = self.read().await?;
+        get(&mut lease.conn(), workspace, id).await
+    }
+
+    /// The delivery a claimed job is for.
+    pub async fn delivery_of_job(&self, job: &ClaimedJob) -> Result<DeliveryRecord> {
+        let id = job
+            .payload
+            .get("delivery")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+            .map(DeliveryId)
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("delivery job {} without a delivery id", job.id))
+            })?;
+        let workspace = job.workspace.ok_or_else(|| {
+            StoreError::Corrupt(format!("delivery job {} without a workspace", job.id))
+        })?;
+        self.get_delivery(workspace, id).await
+    }
+
+    pub async fn list_deliveries(
+        &self,
+        workspace: WorkspaceId,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<DeliveryRecord>> {
+        let mut sql = format!("SELECT {COLUMNS} FROM deliveries WHERE workspace_id = $1");
+        let mut params = vec![Arg::from(workspace)];
+        let mut push = |clause: &str, arg: Arg| {
+            params.push(arg);
+            sql.push_str(&format!(" AND {clause} ${}", params.len()));
+        };
+        if let Some(e) = filter.endpoint_id {
+            push("endpoint_id =", e.into());
+        }
+        if let Some(e) = filter.event_id {
+            push("event_id =", e.into());
+        }
+        if let Some(c) = filter.case_id {
+            push("case_id =", c.into());
+        }
+        if let Some(s) = &filter.state {
+            push("state =", s.as_str().into());
+        }
+        if let Some(t) = filter.created_after {
+            push("created_at >=", t.into());
+        }
+        if let Some(t) = filter.created_before {
+            push("created_at <", t.into());
+        }
+        if let Some(d) = filter.before {
+            push("id <", d.into());
+        }
+        params.push(Arg::from(filter.limit));
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", params.len()));
+        let mut lease = self.read().await?;
+        let rows = lease.conn().fetch_all(&sql, &params).await?;
+        rows.iter().map(delivery_from).collect()
+    }
+
+    /// A delivery's attempts, first to last.
+    pub async fn list_attempts(
+        &self,
+        workspace: WorkspaceId,
+        delivery: DeliveryId,
+    ) -> Result<Vec<AttemptRecord>> {
+        let mut lease = self.read().await?;
+        let rows = lease
+            .conn()
+            .fetch_all(
+                "SELECT id, delivery_id, attempt, started_at, duration_us, request, status, response, error_kind,
+                        error_message, verdict
+                 FROM delivery_attempts WHERE delivery_id = $1 AND workspace_id = $2 ORDER BY attempt, started_at",
+                &args![delivery, workspace],
+            )
+            .await?;
+        rows.iter().map(attempt_from).collect()
+    }
+
+    /// Record an attempt of the delivery a worker holds the job of, and settle it.
+    pub async fn record_attempt(
+        &self,
+        job: &ClaimedJob,
+        delivery: &DeliveryRecord,
+        attempt: NewAttempt,
+        settlement: Settlement,
+    ) -> Result<Recorded> {
+        self.writer()
+            .run(RecordAttempt {
+                job_id: job.id,
+                lease_token: job.lease_token,
+                workspace: delivery.workspace_id,
+                delivery: delivery.id,
+                endpoint: delivery.endpoint_id,
+                attempt,
+                settlement,
+            })
+            .await
+    }
+
+    /// Let a held delivery wait until `until` without counting an attempt.
+    pub async fn defer_delivery(
+        &self,
+        job: &ClaimedJob,
+        delivery: DeliveryId,
+        until: i64,
+        reason: &str,
+    ) -> Result<bool> {
+        self.writer()
+            .run(Defer {
+                job_id: job.id,
+                lease_token: job.lease_token,
+                delivery,
+                until,
+                reason: reason.into(),
+            })
+            .await
+    }
+
+    /// The earliest still-pending delivery of the same case to the endpoint that comes
+    /// before `sequence`, with when it is next due: what an ordered delivery waits for.
+    pub async fn earlier_pending_delivery(
+        &self,
+        delivery: &DeliveryRecord,
+    ) -> Result<Option<(DeliveryId, Option<i64>)>> {
+        let Some(case) = delivery.case_id else {
+            return Ok(None);
+        };
+        let mut lease = self.read().await?;
+        let row = lease
+            .conn()
+            .fetch_optional(
+                "SELECT id, next_attempt_at FROM deliveries
+                 WHERE endpoint_id = $1 AND case_id = $2 AND state = 'pending' AND event_sequence < $3
+                 ORDER BY event_sequence LIMIT 1",
+                &args![delivery.endpoint_id, case, delivery.event_sequence],
+            )
+            .await?;
+        row.map(|r| Ok((DeliveryId(r.uuid("id")?), r.opt_i64("next_attempt_at")?)))
+            .transpose()
+    }
+
+    /// Retry a delivery now, keeping its id and `webhook-id`.
+    pub async fn retry_delivery_now(
+        &self,
+        workspace: WorkspaceId,
+        id: DeliveryId,
+    ) -> Result<DeliveryRecord> {
+        self.writer()
+            .run(ManualOp {
+                workspace,
+                what: Manual::RetryNow(id),
+            })
+            .await?;
+        self.get_delivery(workspace, id).await
+    }
+
+    /// Send an event to an endpoint again, as a new delivery.
+    pub async fn replay_event(
+        &self,
+        workspace: WorkspaceId,
+        new: NewDelivery,
+    ) -> Result<DeliveryRecord> {
+        let ids = self
+            .writer()
+            .run(ManualOp {
+                workspace,
+                what: Manual::Replay(new),
+            })
+            .await?;
+        let id = ids
+            .first()
+            .copied()
+            .ok_or_else(|| StoreError::Corrupt("replay created no delivery".into()))?;
+        self.get_delivery(workspace, id).await
+    }
+
+    /// Reopen every failed delivery of `endpoint` created since `since` (µs), skipping events
+    /// already pending for it; returns the reopened deliveries.
+    pub async fn recover_failed_deliveries(
+        &self,
+        workspace: WorkspaceId,
+        endpoint: EndpointId,
+        since: i64,
+    ) -> Result<Vec<DeliveryId>> {
+        self.writer()
+            .run(ManualOp {
+                workspace,
+                what: Manual::Recover { endpoint, since },
+            })
+            .await
+    }
+
+    /// Attempt counts and recent latencies of an endpoint since `since` (µs).
+    pub async fn attempt_stats(
+        &self,
+        workspace: WorkspaceId,
+        endpoint: EndpointId,
+        since: i64,
+    ) -> Result<AttemptStats> {
+        let mut lease = self.read().await?;
+        let mut conn = lease.conn();
+        let counts = conn
+            .fetch_one(
+                "SELECT COUNT(*) AS attempts,
+                        COALESCE(SUM(CASE WHEN verdict = 'success' THEN 1 ELSE 0 END), 0) AS successes
+                 FROM delivery_attempts WHERE endpoint_id = $1 AND workspace_id = $2 AND started_at >= $3",
+                &args![endpoint, workspace, since],
+                "stats",
+            )
+            .await?;
+        let rows = conn
+            .fetch_all(
+                "SELECT duration_us FROM delivery_attempts
+                 WHERE endpoint_id = $1 AND workspace_id = $2 AND started_at >= $3
+                 ORDER BY started_at DESC LIMIT $4",
+                &args![endpoint, workspace, since, STATS_SAMPLE],
+            )
+            .await?;
+        let mut durations = rows
+            .iter()
+            .map(|r| r.i64("duration_us"))
+            .collect::<Result<Vec<_>>>()?;
+        durations.sort_unstable();
+        Ok(AttemptStats {
+            attempts: counts.i64("attempts")?,
+            successes: counts.i64("successes")?,
+            durations_us: durations,
+        })
+    }
+
+    /// Whether the endpoint has deliveries waiting for a retry (health: Attention).
+    pub async fn pending_retries(
+        &self,
+        workspace: WorkspaceId,
+        endpoint: EndpointId,
+    ) -> Result<i64> {
+        let mut lease = self.read().await?;
+        lease
+            .conn()
+            .fetch_one(
+                "SELECT COUNT(*) AS n FROM deliveries
+                 WHERE endpoint_id = $1 AND workspace_id = $2 AND state = 'pending' AND attempts > 0",
+                &args![endpoint, workspace],
+                "count",
+            )
+            .await?
+            .i64("n")
+    }
+}
