@@ -27,6 +27,8 @@ pub struct EndpointRecord {
     pub secret: Vec<u8>,
     /// The previous secret (sealed) and until when it still signs, during a rotation.
     pub previous_secret: Option<(Vec<u8>, OffsetDateTime)>,
+    /// Credentials for the receiver, sealed.
+    pub auth: Option<Vec<u8>>,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     pub disabled_at: Option<OffsetDateTime>,
@@ -54,10 +56,11 @@ pub struct NewEndpoint {
     pub name: String,
     pub config: Value,
     pub secret: Vec<u8>,
+    pub auth: Option<Vec<u8>>,
     pub enabled: bool,
 }
 
-const COLUMNS: &str = "id, workspace_id, name, config, secret, previous_secret, previous_secret_until, enabled, \
+const COLUMNS: &str = "id, workspace_id, name, config, secret, previous_secret, previous_secret_until, auth, enabled, \
                        disabled_reason, disabled_at, last_success_at, last_failure_at, failing_since, tested_at, \
                        version, created_at, updated_at";
 
@@ -80,6 +83,7 @@ fn endpoint_from(row: &Row) -> Result<EndpointRecord> {
         config: row.json("config")?,
         secret: row.bytes("secret")?,
         previous_secret: previous,
+        auth: row.opt_bytes("auth")?,
         enabled: row.bool("enabled")?,
         disabled_reason: row.opt_text("disabled_reason")?,
         disabled_at: time_opt(row, "disabled_at")?,
@@ -122,14 +126,15 @@ impl WriteOp for CreateEndpoint {
         let now = now_micros();
         tx.conn
             .execute(
-                "INSERT INTO endpoints (id, workspace_id, name, config, secret, enabled, version, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)",
+                "INSERT INTO endpoints (id, workspace_id, name, config, secret, auth, enabled, version, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)",
                 &args![
                     id,
                     new.workspace,
                     new.name.as_str(),
                     new.config.clone(),
                     new.secret.clone(),
+                    new.auth.clone(),
                     new.enabled,
                     now
                 ],
@@ -144,6 +149,8 @@ impl WriteOp for CreateEndpoint {
 pub struct EndpointChange {
     pub name: Option<String>,
     pub config: Option<Value>,
+    /// New sealed credentials (`Some(None)` removes them).
+    pub auth: Option<Option<Vec<u8>>>,
     /// Enable (clearing the disabled reason) or disable by hand with a reason.
     pub enabled: Option<(bool, Option<String>)>,
     /// A new sealed secret; the current one keeps signing until the given time.
@@ -174,6 +181,7 @@ impl WriteOp for UpdateEndpoint {
         let change = &self.change;
         let name = change.name.clone().unwrap_or(current.name.clone());
         let config = change.config.clone().unwrap_or(current.config.clone());
+        let auth = change.auth.clone().unwrap_or(current.auth.clone());
         let (secret, previous, previous_until) = match &change.rotate_secret {
             Some((new, until)) => (
                 new.clone(),
@@ -203,7 +211,7 @@ impl WriteOp for UpdateEndpoint {
                 "UPDATE endpoints SET name = $1, config = $2, secret = $3, previous_secret = $4,
                         previous_secret_until = $5, enabled = $6, disabled_reason = $7, disabled_at = $8,
                         failing_since = CASE WHEN $6 AND NOT enabled THEN NULL ELSE failing_since END,
-                        version = version + 1, updated_at = $9
+                        version = version + 1, updated_at = $9, auth = $12
                  WHERE id = $10 AND workspace_id = $11",
                 &args![
                     name.as_str(),
@@ -216,7 +224,8 @@ impl WriteOp for UpdateEndpoint {
                     disabled_at,
                     now,
                     self.id,
-                    self.workspace
+                    self.workspace,
+                    auth
                 ],
             )
             .await?;

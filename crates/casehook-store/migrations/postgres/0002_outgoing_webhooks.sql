@@ -13,6 +13,8 @@ CREATE TABLE endpoints (
     secret              BYTEA NOT NULL,
     previous_secret     BYTEA,
     previous_secret_until BIGINT,
+    -- Credentials for the receiver (basic, bearer, API key), sealed JSON.
+    auth                BYTEA,
     enabled             BOOLEAN NOT NULL,
     disabled_reason     TEXT,
     disabled_at         BIGINT,

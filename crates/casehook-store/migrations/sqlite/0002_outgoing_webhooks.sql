@@ -13,6 +13,8 @@ CREATE TABLE endpoints (
     secret              BLOB NOT NULL,
     previous_secret     BLOB,
     previous_secret_until INTEGER,
+    -- Credentials for the receiver (basic, bearer, API key), sealed JSON.
+    auth                BLOB,
     enabled             INTEGER NOT NULL,
     disabled_reason     TEXT,
     disabled_at         INTEGER,

@@ -23,6 +23,7 @@ async fn endpoint(store: &Store, ws: WorkspaceId, name: &str) -> EndpointId {
             name: name.into(),
             config: json!({"url": "https://example.com/hook"}),
             secret: vec![1, 2, 3],
+            auth: Some(vec![9, 9]),
             enabled: true,
         })
         .await
