@@ -5,11 +5,17 @@
 //! and property-tested in isolation, and every other crate builds on it.
 
 pub mod case;
+pub mod condition;
+pub mod content;
 pub mod error;
 pub mod event;
 pub mod form;
 pub mod ids;
+pub mod retry;
 pub mod role;
+pub mod sealed;
+pub mod signing;
+pub mod template;
 pub mod validate;
 
 pub use error::{FieldError, FieldErrorCode};
