@@ -62,22 +62,27 @@ pub const MAX_NESTED_MACROS: usize = 2;
 /// Why a condition was refused when saved, or why evaluating it failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConditionError {
+    /// Nothing but blanks.
     #[error("the condition is empty; write an expression such as `case.status == \"open\"`")]
     Empty,
+    /// Longer than [`MAX_SOURCE_BYTES`].
     #[error("the condition is {len} bytes long; at most {max} are allowed")]
     TooLong { len: usize, max: usize },
+    /// The text is not a CEL expression; the position is where the parser gave up.
     #[error("syntax error at line {line}, column {column}: {message}")]
     Syntax {
         line: usize,
         column: usize,
         message: String,
     },
+    /// A name other than `event`, `case`, a macro's own variable or a type name.
     #[error("unknown variable `{name}` at line {line}, column {column}; use `event` or `case`")]
     UnknownVariable {
         name: String,
         line: usize,
         column: usize,
     },
+    /// A function the condition environment does not have (or a macro called wrong).
     #[error("unknown function `{name}` at line {line}, column {column}{hint}")]
     UnknownFunction {
         name: String,
@@ -86,38 +91,41 @@ pub enum ConditionError {
         /// Empty, or a sentence (starting with "; ") on how to call it.
         hint: String,
     },
+    /// Valid CEL that conditions do not allow, such as building a message.
     #[error("{what} is not supported in conditions (line {line}, column {column})")]
     Unsupported {
         what: String,
         line: usize,
         column: usize,
     },
+    /// Nested deeper than [`MAX_DEPTH`].
     #[error("the condition nests more than {max} levels deep; split it into simpler parts")]
     TooDeep { max: usize },
+    /// More than [`MAX_NESTED_MACROS`] list macros inside one another.
     #[error(
         "the condition nests more than {max} list macros (all, exists, exists_one, map, filter) inside one another"
     )]
     TooManyNestedMacros { max: usize },
+    /// From [`Condition::check_fields`]: `case.data` keys the form does not have.
     #[error("{}", unknown_fields_message(.keys))]
     UnknownFields { keys: Vec<String> },
+    /// Evaluating failed (a missing key, a type mismatch…); the explanation is for people.
     #[error("the condition could not be evaluated: {0}")]
     Evaluation(String),
+    /// Evaluating gave something other than a boolean, described.
     #[error("the condition must give true or false, but it gave {0}")]
     NotBoolean(String),
 }
 
 fn unknown_fields_message(keys: &[String]) -> String {
-    let listed: Vec<String> = keys.iter().map(|k| format!("`case.data.{k}`")).collect();
-    match listed.as_slice() {
-        [one] => format!(
-            "the condition uses {one}, but the form has no field `{}`",
-            keys[0]
-        ),
-        _ => format!(
-            "the condition uses {}, which are not fields of the form",
-            listed.join(", ")
-        ),
+    if let [key] = keys {
+        return format!("the condition uses `case.data.{key}`, but the form has no field `{key}`");
     }
+    let listed: Vec<String> = keys.iter().map(|k| format!("`case.data.{k}`")).collect();
+    format!(
+        "the condition uses {}, which are not fields of the form",
+        listed.join(", ")
+    )
 }
 
 /// A compiled, checked condition. Cloning shares the compiled program.

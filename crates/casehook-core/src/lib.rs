@@ -7,10 +7,12 @@
 pub mod case;
 pub mod condition;
 pub mod content;
+pub mod endpoint;
 pub mod error;
 pub mod event;
 pub mod form;
 pub mod ids;
+pub mod mapping;
 pub mod retry;
 pub mod role;
 pub mod sealed;

@@ -141,7 +141,10 @@ mod tests {
         assert!(!sealed.windows(9).any(|w| w == b"whsec_abc"));
         assert_eq!(key.open(&sealed, "endpoint:2:secret"), Err(SealError::Open));
         let (other, _) = MasterKey::generate();
-        assert_eq!(other.open(&sealed, "endpoint:1:secret"), Err(SealError::Open));
+        assert_eq!(
+            other.open(&sealed, "endpoint:1:secret"),
+            Err(SealError::Open)
+        );
         let again = MasterKey::parse(&format!(" {encoded}\n")).expect("parse");
         assert_eq!(
             again.open_text(&sealed, "endpoint:1:secret").expect("open"),
@@ -159,14 +162,23 @@ mod tests {
         assert_eq!(key.open(&sealed, "c"), Err(SealError::Open));
         assert_eq!(key.open(&[], "c"), Err(SealError::Format));
         assert_eq!(key.open(&[2; 40], "c"), Err(SealError::Format));
-        assert!(matches!(MasterKey::parse("not base64!"), Err(SealError::KeyEncoding)));
-        assert!(matches!(MasterKey::parse("c2hvcnQ="), Err(SealError::KeyLength(5))));
+        assert!(matches!(
+            MasterKey::parse("not base64!"),
+            Err(SealError::KeyEncoding)
+        ));
+        assert!(matches!(
+            MasterKey::parse("c2hvcnQ="),
+            Err(SealError::KeyLength(5))
+        ));
     }
 
     #[test]
     fn two_seals_of_one_value_differ() {
         let (key, _) = MasterKey::generate();
-        assert_ne!(key.seal(b"v", "c").expect("seal"), key.seal(b"v", "c").expect("seal"));
+        assert_ne!(
+            key.seal(b"v", "c").expect("seal"),
+            key.seal(b"v", "c").expect("seal")
+        );
     }
 
     #[test]

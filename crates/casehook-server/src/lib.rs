@@ -20,6 +20,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use casehook_core::{FormId, WorkspaceId};
+use casehook_engine::Engine;
 use casehook_store::{FormRecord, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -54,17 +55,20 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub metrics: PrometheusHandle,
     pub keys: KeyCache,
+    /// The workers' shared state: endpoint cache, master key, outbound client.
+    pub engine: Engine,
     /// Forms by id, so validating a case does not read the form from the database each time.
     pub forms: moka::sync::Cache<(WorkspaceId, FormId), Arc<FormRecord>>,
 }
 
 impl AppState {
-    pub fn new(store: Store, config: ServerConfig) -> Self {
+    pub fn new(store: Store, config: ServerConfig, engine: Engine) -> Self {
         Self {
             store,
             config: Arc::new(config),
             metrics: middleware::prometheus(),
             keys: KeyCache::default(),
+            engine,
             forms: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(30))

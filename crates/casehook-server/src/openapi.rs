@@ -22,6 +22,8 @@ use crate::routes;
         (name = "forms", description = "Case types and their fields"),
         (name = "cases", description = "Cases"),
         (name = "events", description = "The event feed and catalog"),
+        (name = "endpoints", description = "Outgoing webhook endpoints"),
+        (name = "deliveries", description = "Deliveries to endpoints and their attempts"),
     )
 )]
 struct ApiDoc;
@@ -50,6 +52,9 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::forms::router())
         .merge(routes::cases::router())
         .merge(routes::events::router())
+        .merge(routes::endpoints::router())
+        .merge(routes::endpoint_health::router())
+        .merge(routes::deliveries::router())
 }
 
 /// The document, built once.

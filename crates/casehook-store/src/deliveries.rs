@@ -461,6 +461,39 @@ impl WriteOp for Defer {
     }
 }
 
+/// Fail a held delivery without an attempt (its endpoint is disabled or gone).
+struct Abandon {
+    job_id: JobId,
+    lease_token: uuid::Uuid,
+    delivery: DeliveryId,
+    reason: String,
+}
+
+impl WriteOp for Abandon {
+    type Output = bool;
+    async fn run(&mut self, tx: &mut Tx<'_>) -> Result<bool> {
+        let now = now_micros();
+        let changed = tx
+            .conn
+            .execute(
+                "DELETE FROM jobs WHERE id = $1 AND lease_token = $2",
+                &args![self.job_id, self.lease_token],
+            )
+            .await?;
+        if changed == 1 {
+            tx.conn
+                .execute(
+                    "UPDATE deliveries SET state = 'failed', last_error = $1, next_attempt_at = NULL, job_id = NULL,
+                            finished_at = $2, updated_at = $2
+                     WHERE id = $3 AND state = 'pending'",
+                    &args![self.reason.as_str(), now, self.delivery],
+                )
+                .await?;
+        }
+        Ok(changed == 1)
+    }
+}
+
 /// Manual recovery operations on deliveries.
 enum Manual {
     /// Retry one delivery now (same delivery, same `webhook-id`).
@@ -725,6 +758,24 @@ impl Store {
                 lease_token: job.lease_token,
                 delivery,
                 until,
+                reason: reason.into(),
+            })
+            .await
+    }
+
+    /// Fail a held delivery without sending it (endpoint disabled or deleted); it can be
+    /// recovered later.
+    pub async fn abandon_delivery(
+        &self,
+        job: &ClaimedJob,
+        delivery: DeliveryId,
+        reason: &str,
+    ) -> Result<bool> {
+        self.writer()
+            .run(Abandon {
+                job_id: job.id,
+                lease_token: job.lease_token,
+                delivery,
                 reason: reason.into(),
             })
             .await

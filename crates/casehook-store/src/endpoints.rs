@@ -52,6 +52,8 @@ pub struct HealthMarks {
 /// An endpoint to create.
 #[derive(Clone, Debug)]
 pub struct NewEndpoint {
+    /// Chosen by the caller: secrets are sealed for it before the endpoint is stored.
+    pub id: EndpointId,
     pub workspace: WorkspaceId,
     pub name: String,
     pub config: Value,
@@ -122,7 +124,7 @@ impl WriteOp for CreateEndpoint {
     type Output = EndpointRecord;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<EndpointRecord> {
         let new = &self.0;
-        let id = EndpointId::new();
+        let id = new.id;
         let now = now_micros();
         tx.conn
             .execute(

@@ -327,6 +327,34 @@ impl Store {
             .collect()
     }
 
+    /// One event of the workspace's feed.
+    pub async fn get_event(&self, workspace: WorkspaceId, sequence: i64) -> Result<Event> {
+        let mut lease = self.read().await?;
+        let row = lease
+            .conn()
+            .fetch_one(
+                &format!("SELECT {COLUMNS} FROM events WHERE workspace_id = $1 AND sequence = $2"),
+                &args![workspace, sequence],
+                "event",
+            )
+            .await?;
+        event_from(&row)
+    }
+
+    /// One event of the workspace's feed, by id.
+    pub async fn get_event_by_id(&self, workspace: WorkspaceId, id: EventId) -> Result<Event> {
+        let mut lease = self.read().await?;
+        let row = lease
+            .conn()
+            .fetch_one(
+                &format!("SELECT {COLUMNS} FROM events WHERE id = $1 AND workspace_id = $2"),
+                &args![id, workspace],
+                "event",
+            )
+            .await?;
+        event_from(&row)
+    }
+
     /// Append a custom event (already validated against its type's schema).
     pub async fn emit_event(&self, workspace: WorkspaceId, event: NewEvent) -> Result<Event> {
         self.writer().run(Emit { workspace, event }).await

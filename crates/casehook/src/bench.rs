@@ -126,7 +126,19 @@ async fn phase(args: &IngestArgs, name: &str, url: &str, target: Target) -> anyh
         .await?
         .context("bench key")?;
     let form = store.create_form(key.workspace_id, bench_form()).await?;
-    let state = AppState::new(store.clone(), ServerConfig::default());
+    // The workers run as in `casehook serve` (with no endpoints, the dispatcher only moves
+    // its cursor over the new events).
+    let client = casehook_outbound::Client::new(casehook_outbound::ClientConfig::default())?;
+    let keys = casehook_core::sealed::MasterKey::generate().0;
+    let engine = casehook_engine::Engine::new(
+        store.clone(),
+        client,
+        keys,
+        casehook_engine::EngineConfig::default(),
+    );
+    let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
+    let mut workers = engine.start(workers_stop);
+    let state = AppState::new(store.clone(), ServerConfig::default(), engine);
     let routes = casehook_server::app_routes().route("/bench/noop", post(noop));
     let router = casehook_server::with_layers(routes, state);
     let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -153,6 +165,8 @@ async fn phase(args: &IngestArgs, name: &str, url: &str, target: Target) -> anyh
     let rss = peak_rss_kib();
     let _ = stop.send(());
     server.await??;
+    let _ = stop_workers.send(true);
+    while workers.join_next().await.is_some() {}
 
     let rate = stats.ok as f64 / stats.elapsed.as_secs_f64();
     let ms = |q: f64| stats.percentile(q) as f64 / 1000.0;

@@ -80,6 +80,32 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "CASEHOOK_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
+    /// Let outbound requests (webhook deliveries) reach loopback, private and link-local
+    /// addresses. Off by default: a webhook URL must not reach into your own network.
+    #[arg(long, env = "CASEHOOK_ALLOW_PRIVATE_NETWORKS")]
+    pub allow_private_networks: bool,
+    /// Networks outbound requests may reach even though they are private, e.g.
+    /// `10.1.0.0/16,127.0.0.1/32` (narrower than --allow-private-networks).
+    #[arg(long, env = "CASEHOOK_ALLOW_CIDRS", value_delimiter = ',')]
+    pub allow_cidrs: Vec<casehook_outbound::IpNet>,
+    /// How long a delivery a worker took stays its own before another worker may take it
+    /// (a worker that died mid-send); longer than the longest endpoint timeout.
+    #[arg(
+        long,
+        env = "CASEHOOK_DELIVERY_LEASE_SECS",
+        default_value_t = 150,
+        hide = true
+    )]
+    pub delivery_lease_secs: u64,
+    /// How often workers look for work nobody woke them for (retries coming due, work
+    /// committed by other processes), in milliseconds.
+    #[arg(
+        long,
+        env = "CASEHOOK_POLL_INTERVAL_MS",
+        default_value_t = 1000,
+        hide = true
+    )]
+    pub poll_interval_ms: u64,
     /// On the very first start only: use this as the first admin API key.
     #[arg(
         long,

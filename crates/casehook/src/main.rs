@@ -6,6 +6,7 @@
 mod bench;
 mod cli;
 mod logging;
+mod master_key;
 mod serve;
 
 use clap::Parser;

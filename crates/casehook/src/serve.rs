@@ -5,7 +5,13 @@ use casehook_server::{AppState, ServerConfig, bootstrap};
 use casehook_store::{Store, redact_url};
 use tokio::net::TcpListener;
 
+use std::time::Duration;
+
+use casehook_engine::{Engine, EngineConfig};
+use casehook_outbound::{Client, ClientConfig, OutboundPolicy};
+
 use crate::cli::{DatabaseArgs, ServeArgs};
+use crate::master_key;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.body_limit < 1024 {
@@ -31,17 +37,50 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     {
         print_first_start(&first, local);
     }
+    let engine = build_engine(&args, store.clone())?;
     let state = AppState::new(
         store.clone(),
         ServerConfig {
             body_limit: args.body_limit,
         },
+        engine.clone(),
     );
+    let (stop_workers, stop) = tokio::sync::watch::channel(false);
+    let mut workers = engine.start(stop);
     tracing::info!(address = %local, "casehook is listening");
     casehook_server::serve(listener, state, signals.wait()).await?;
+    // Workers finish the deliveries they are sending and record them.
+    let _ = stop_workers.send(true);
+    while workers.join_next().await.is_some() {}
     store.close().await;
     tracing::info!("casehook stopped");
     Ok(())
+}
+
+/// The workers' state: master key, outbound client (with its SSRF policy), endpoint cache.
+fn build_engine(args: &ServeArgs, store: Store) -> anyhow::Result<Engine> {
+    let keys = master_key::load(&args.database.data_dir)?;
+    let policy = OutboundPolicy {
+        allow_private_networks: args.allow_private_networks,
+        allow_cidrs: args.allow_cidrs.clone(),
+        ..OutboundPolicy::default()
+    };
+    if policy.allow_private_networks {
+        tracing::warn!(
+            "outbound requests may reach private and loopback addresses (--allow-private-networks)"
+        );
+    }
+    let client = Client::new(ClientConfig {
+        policy,
+        ..ClientConfig::default()
+    })
+    .context("building the outbound HTTP client")?;
+    let config = EngineConfig {
+        lease: Duration::from_secs(args.delivery_lease_secs.max(1)),
+        poll_interval: Duration::from_millis(args.poll_interval_ms.max(10)),
+        ..EngineConfig::default()
+    };
+    Ok(Engine::new(store, client, keys, config))
 }
 
 pub async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {

@@ -319,7 +319,7 @@ fn explain_syntax(msg: &str) -> String {
         } else if found.starts_with(['"', '\'']) {
             "a text value is not closed; end it with the same quote it starts with".to_owned()
         } else {
-            format!("unexpected character `{}`", shorten(found))
+            format!("unexpected character {}", quoted(found.trim()))
         };
     }
     for prefix in [
@@ -334,7 +334,10 @@ fn explain_syntax(msg: &str) -> String {
     }
     if let Some(rest) = msg.strip_prefix("missing ") {
         let missing = rest.split(" at ").next().map_or(rest, unquote);
-        return format!("missing `{}`", shorten(missing));
+        return format!("missing {}", quoted(missing));
+    }
+    if msg.contains("has() macro") {
+        return "`has` takes one field, as in `has(case.data.amount)`".to_owned();
     }
     msg.to_owned()
 }
@@ -345,7 +348,7 @@ fn unexpected(found: &str) -> String {
         "and" | "AND" => "unexpected `and`; write `&&`".to_owned(),
         "or" | "OR" => "unexpected `or`; write `||`".to_owned(),
         "not" | "NOT" => "unexpected `not`; write `!`".to_owned(),
-        _ => format!("unexpected `{}`", shorten(found)),
+        _ => format!("unexpected {}", quoted(found)),
     }
 }
 
@@ -355,13 +358,17 @@ fn unquote(s: &str) -> &str {
         .unwrap_or(s)
 }
 
-/// Echo at most a few words of the input back.
-fn shorten(s: &str) -> String {
+/// A few words of the input, quoted: in backticks, or in double quotes when the input holds
+/// a backtick itself.
+fn quoted(s: &str) -> String {
     const MAX: usize = 30;
+    let mut shown: String = s.chars().take(MAX).collect();
     if s.chars().count() > MAX {
-        let head: String = s.chars().take(MAX).collect();
-        format!("{head}…")
+        shown.push('…');
+    }
+    if shown.contains('`') {
+        format!("\"{shown}\"")
     } else {
-        s.to_owned()
+        format!("`{shown}`")
     }
 }

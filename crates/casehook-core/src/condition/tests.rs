@@ -250,7 +250,14 @@ fn unknown_variables_are_refused_with_their_position() {
     );
     let e = compile_error("'éé' == case.status ||\n 'é' == y");
     assert!(
-        matches!(e, ConditionError::UnknownVariable { line: 2, column: 9, .. }),
+        matches!(
+            e,
+            ConditionError::UnknownVariable {
+                line: 2,
+                column: 9,
+                ..
+            }
+        ),
         "{e:?}"
     );
 }
@@ -283,7 +290,11 @@ fn syntax_errors_say_where_and_what() {
     // Columns count characters, not bytes, here too.
     assert!(matches!(
         compile_error("'é' == 'é' &&"),
-        ConditionError::Syntax { line: 1, column: 14, .. }
+        ConditionError::Syntax {
+            line: 1,
+            column: 14,
+            ..
+        }
     ));
     let slips = [
         (r#"case.status = "open""#, "compare with `==`"),
@@ -295,6 +306,8 @@ fn syntax_errors_say_where_and_what() {
         ("case..status", "unexpected"),
         ("case.data.amount > 1,000", "unexpected `,`"),
         ("case.status == #open", "unexpected character `#`"),
+        ("case.data.amount > 1 &&& 2", "unexpected character `&`"),
+        ("has(case)", "`has` takes one field"),
     ];
     for (source, expected) in slips {
         let e = compile_error(source);
@@ -455,6 +468,12 @@ fn check_fields_refuses_keys_the_form_lacks() {
     assert_eq!(
         e.to_string(),
         "the condition uses `case.data.amout`, `case.data.colour`, which are not fields of the form"
+    );
+
+    let one = Condition::compile("case.data.colour == 'red'").expect("compiles");
+    assert_eq!(
+        one.check_fields(&form).map_err(|e| e.to_string()),
+        Err("the condition uses `case.data.colour`, but the form has no field `colour`".into())
     );
 
     // `case` bound by a macro is not the case; event data is not checked against the form.

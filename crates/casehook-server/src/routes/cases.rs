@@ -16,7 +16,7 @@ use casehook_core::case::{Case, CaseRef, Data, check_external_ref};
 use casehook_core::form::is_valid_key;
 use casehook_core::validate::{Mode, check_status, validate_data};
 use casehook_core::{CaseId, FieldError, FieldErrorCode, FormId, Role, WorkspaceId};
-use casehook_store::{CaseFilter, CasePatch, FormRecord, NewCase, StoreError, to_micros_checked};
+use casehook_store::{CaseFilter, CasePatch, FormRecord, NewCase, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
@@ -26,6 +26,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, IfMatch, etag};
+use crate::routes::{bad_query, query_limit, query_time};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -226,29 +227,17 @@ fn parse_filter(query: &BTreeMap<String, String>) -> ApiResult<CaseFilter> {
         limit: 50,
         ..CaseFilter::default()
     };
-    let bad =
-        |name: &str, why: &str| ApiError::bad_request("invalid_query", format!("`{name}`: {why}"));
-    let time = |name: &str, v: &str| {
-        time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-            .ok()
-            .and_then(to_micros_checked)
-            .ok_or_else(|| {
-                bad(
-                    name,
-                    "must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z",
-                )
-            })
-    };
+    let bad = bad_query;
     for (name, value) in query {
         match name.as_str() {
             "form_id" => {
                 filter.form_id = Some(value.parse().map_err(|_| bad(name, "must be a form id"))?)
             }
             "status" => filter.status = Some(value.clone()),
-            "created_after" => filter.created_after = Some(time(name, value)?),
-            "created_before" => filter.created_before = Some(time(name, value)?),
-            "updated_after" => filter.updated_after = Some(time(name, value)?),
-            "updated_before" => filter.updated_before = Some(time(name, value)?),
+            "created_after" => filter.created_after = Some(query_time(name, value)?),
+            "created_before" => filter.created_before = Some(query_time(name, value)?),
+            "updated_after" => filter.updated_after = Some(query_time(name, value)?),
+            "updated_before" => filter.updated_before = Some(query_time(name, value)?),
             "include_deleted" => {
                 filter.include_deleted = value
                     .parse()
@@ -261,13 +250,7 @@ fn parse_filter(query: &BTreeMap<String, String>) -> ApiResult<CaseFilter> {
                         .map_err(|_| bad(name, "is not a cursor from this API"))?,
                 )
             }
-            "limit" => {
-                filter.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| bad(name, "must be 1-1000"))?
-            }
+            "limit" => filter.limit = query_limit(name, value, 1000)?,
             other => match other.strip_prefix("data.") {
                 Some(key) if is_valid_key(key) => {
                     let parsed = serde_json::from_str::<Value>(value)

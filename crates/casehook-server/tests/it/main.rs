@@ -5,6 +5,7 @@
 //! Every test is an `async fn name(app: TestApp)` listed in its module's `api_tests!`, which
 //! runs it once per backend; `support` holds the harness.
 
+mod receiver;
 mod support;
 
 mod case_lists;
@@ -16,3 +17,4 @@ mod ops;
 mod roles;
 mod tenancy;
 mod validation;
+mod webhooks;

@@ -52,6 +52,8 @@ pub struct TestApp {
     server: Option<JoinHandle<std::io::Result<()>>>,
     /// Holds the SQLite file; shared with siblings on the same database.
     _dir: Option<Arc<TempDir>>,
+    /// The delivery workers; dropping the sender stops them (the tasks are aborted with the set).
+    _workers: (tokio::sync::watch::Sender<bool>, tokio::task::JoinSet<()>),
 }
 
 /// Start the server on a fresh database of `backend`, default configuration.
@@ -99,7 +101,29 @@ async fn start(store: Store, config: ServerConfig, dir: Option<Arc<TempDir>>) ->
         .expect("a bound listener has an address")
         .port();
     let (tx, rx) = oneshot::channel::<()>();
-    let state = AppState::new(store.clone(), config);
+    // Workers as in `casehook serve`, allowed to reach receivers on 127.0.0.1 and quick to
+    // notice retries coming due.
+    let outbound = casehook_outbound::Client::new(casehook_outbound::ClientConfig {
+        policy: casehook_outbound::OutboundPolicy {
+            allow_cidrs: vec!["127.0.0.0/8".parse().expect("a CIDR")],
+            ..casehook_outbound::OutboundPolicy::default()
+        },
+        ..casehook_outbound::ClientConfig::default()
+    })
+    .expect("build the outbound client");
+    let engine = casehook_engine::Engine::new(
+        store.clone(),
+        outbound,
+        casehook_core::sealed::MasterKey::generate().0,
+        casehook_engine::EngineConfig {
+            poll_interval: std::time::Duration::from_millis(50),
+            lease: std::time::Duration::from_secs(10),
+            ..casehook_engine::EngineConfig::default()
+        },
+    );
+    let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
+    let workers = engine.start(workers_stop);
+    let state = AppState::new(store.clone(), config, engine);
     let server = tokio::spawn(casehook_server::serve(listener, state, async {
         let _ = rx.await;
     }));
@@ -115,6 +139,7 @@ async fn start(store: Store, config: ServerConfig, dir: Option<Arc<TempDir>>) ->
         store,
         shutdown: Some(tx),
         server: Some(server),
+        _workers: (stop_workers, workers),
         _dir: dir,
     }
 }

@@ -26,6 +26,9 @@ struct WorkspaceA {
     admin_key_id: String,
     member: crate::support::IssuedKey,
     event_type: &'static str,
+    event_id: String,
+    endpoint_id: String,
+    delivery_id: String,
     events: usize,
 }
 
@@ -76,6 +79,31 @@ async fn populate(app: &TestApp) -> (WorkspaceA, Tenant) {
         .find(|k| k["role"] == "admin")
         .map(|k| text(&k["id"]))
         .expect("the bootstrap admin key is listed");
+    // An endpoint whose only delivery fails at once (nothing listens on port 9, no retries).
+    let endpoint = app
+        .post(
+            "/endpoints",
+            admin,
+            json!({"name": "A's", "url": "http://127.0.0.1:9/hook", "retry": {"schedule_secs": []}}),
+        )
+        .await
+        .expect_status(201)
+        .body;
+    let endpoint_id = text(&endpoint["id"]);
+    app.create_case_with(json!({"form_id": form_id, "data": {"amount": 1}}))
+        .await;
+    let delivery_id = loop {
+        let items = app
+            .get(&format!("/deliveries?endpoint_id={endpoint_id}"), admin)
+            .await
+            .expect_status(200)
+            .items();
+        if let Some(d) = items.iter().find(|d| d["state"] == "failed") {
+            break text(&d["id"]);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let event_id = text(&app.events(admin, "").await[0]["id"]);
     let workspaces = app.get("/workspaces", admin).await.expect_status(200);
     let workspace_id = text(&workspaces.items()[0]["id"]);
     let events = app.events(admin, "").await.len();
@@ -88,6 +116,9 @@ async fn populate(app: &TestApp) -> (WorkspaceA, Tenant) {
         admin_key_id,
         member,
         event_type: "order.shipped",
+        event_id,
+        endpoint_id,
+        delivery_id,
         events,
     };
     (a, b)
@@ -106,6 +137,8 @@ fn values_for(a: &WorkspaceA, template: &str, name: &str) -> Vec<String> {
         ("workspaces", "id") => vec![a.workspace_id.clone()],
         ("api-keys", "id") => vec![a.admin_key_id.clone(), a.member.id.clone()],
         ("event-types", "name") => vec![a.event_type.into()],
+        ("endpoints", "id") => vec![a.endpoint_id.clone()],
+        ("deliveries", "id") => vec![a.delivery_id.clone()],
         _ => panic!(
             "{template}: no value of workspace A for `{{{name}}}`; add one to tenancy.rs \
              so this route is part of the isolation walk"
@@ -133,9 +166,16 @@ fn concrete_paths(a: &WorkspaceA, template: &str) -> Vec<String> {
 
 /// A body the route would accept if the resource were B's, so that only the lookup can
 /// refuse it.
-fn plausible_body(method: &str, template: &str) -> Option<Value> {
+fn plausible_body(a: &WorkspaceA, method: &str, template: &str) -> Option<Value> {
     match (method, template) {
         ("get" | "delete", _) => None,
+        ("post", "/endpoints/{id}/enable" | "/endpoints/{id}/disable" | "/endpoints/{id}/test")
+        | ("post", "/endpoints/{id}/secret/rotate" | "/deliveries/{id}/retry") => None,
+        ("put", "/endpoints/{id}") => {
+            Some(json!({"name": "Hijacked", "url": "https://x.example/"}))
+        }
+        ("post", "/endpoints/{id}/replay") => Some(json!({"event_id": a.event_id})),
+        ("post", "/endpoints/{id}/recover") => Some(json!({"since": "2000-01-01T00:00:00Z"})),
         ("post", "/forms/{id}/archive") => None,
         ("put", "/forms/{id}") => {
             Some(json!({"name": "Hijacked", "statuses": ["open", "closed"], "fields": fields()}))
@@ -171,7 +211,7 @@ async fn every_route_answers_404_for_another_workspaces_resources(app: TestApp) 
             if !item.contains_key(method) {
                 continue;
             }
-            let body = plausible_body(method, template);
+            let body = plausible_body(&a, method, template);
             for path in concrete_paths(&a, template) {
                 let http =
                     Method::from_bytes(method.to_uppercase().as_bytes()).expect("an HTTP method");
@@ -216,6 +256,17 @@ async fn every_route_answers_404_for_another_workspaces_resources(app: TestApp) 
         a.events,
         "no event was written"
     );
+    let endpoint = app
+        .get(&format!("/endpoints/{}", a.endpoint_id), admin)
+        .await
+        .expect_status(200);
+    assert_eq!(endpoint.body["version"], 1, "{}", endpoint.text);
+    assert_eq!(endpoint.body["enabled"], true);
+    let delivery = app
+        .get(&format!("/deliveries/{}", a.delivery_id), admin)
+        .await
+        .expect_status(200);
+    assert_eq!(delivery.body["state"], "failed", "{}", delivery.text);
     // And B's key is a working key: the 404s are about A's resources, not about B.
     app.get("/forms", &b.admin_key).await.expect_status(200);
 }
@@ -230,6 +281,9 @@ async fn lists_never_show_another_workspaces_data(app: TestApp) {
         "/cases?include_deleted=true",
         "/events",
         "/events?after=0",
+        "/endpoints",
+        "/deliveries",
+        "/deliveries?state=failed",
     ] {
         let reply = app.get(path, key).await.expect_status(200);
         assert!(reply.items().is_empty(), "{}: {}", reply.what, reply.text);

@@ -19,6 +19,7 @@ use crate::harness::{TestDb, contract_tests};
 async fn endpoint(store: &Store, ws: WorkspaceId, name: &str) -> EndpointId {
     store
         .create_endpoint(NewEndpoint {
+            id: EndpointId::new(),
             workspace: ws,
             name: name.into(),
             config: json!({"url": "https://example.com/hook"}),

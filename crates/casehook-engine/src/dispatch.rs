@@ -1,0 +1,164 @@
+//! The dispatcher: turns each workspace's event feed into deliveries.
+//!
+//! Why a dispatcher rather than creating deliveries in the transaction that writes the event:
+//! a case write then costs the same whatever the number of endpoints, conditions are
+//! evaluated outside the single writer, and a change to an endpoint never races with case
+//! writes. The feed is already durable and gap-free, so nothing is lost in between: the
+//! dispatch cursor moves in the same transaction as the deliveries it creates, and only if no
+//! other dispatcher moved it first (see `Store::commit_dispatch`).
+
+use std::sync::Arc;
+
+use casehook_core::case::Case;
+use casehook_core::case::CaseRef;
+use casehook_core::content::envelope;
+use casehook_core::event::{ActorKind, Event};
+use casehook_store::{DispatchBacklog, EventFilter, NewDelivery, StoreError};
+use serde_json::Value;
+
+use crate::live::LiveEndpoint;
+use crate::{Engine, EngineError};
+
+/// Events read per dispatch step.
+const CHUNK: i64 = 500;
+
+/// Dispatch until every workspace's feed is caught up; returns how many deliveries were made.
+pub(crate) async fn dispatch_all(engine: &Engine) -> Result<usize, EngineError> {
+    let mut made = 0;
+    loop {
+        let backlog = engine.inner.store.dispatch_backlog().await?;
+        if backlog.is_empty() {
+            return Ok(made);
+        }
+        for entry in backlog {
+            made += dispatch_workspace(engine, entry).await?;
+        }
+    }
+}
+
+async fn dispatch_workspace(
+    engine: &Engine,
+    backlog: DispatchBacklog,
+) -> Result<usize, EngineError> {
+    let ws = backlog.workspace;
+    let events = engine
+        .inner
+        .store
+        .list_events(
+            ws,
+            &EventFilter {
+                after: Some(backlog.dispatched),
+                limit: CHUNK,
+                ..EventFilter::default()
+            },
+        )
+        .await?;
+    let Some(last) = events.last().map(|e| e.sequence) else {
+        return Ok(0);
+    };
+    let endpoints = engine.inner.endpoints.list(ws).await?;
+    let mut plan = Vec::new();
+    for event in &events {
+        if event.skip_triggers {
+            continue;
+        }
+        let wanting: Vec<&Arc<LiveEndpoint>> = endpoints
+            .iter()
+            .filter(|e| wants_by_config(e, event))
+            .collect();
+        if wanting.is_empty() {
+            continue;
+        }
+        let envelope = envelope(event);
+        let case = case_of(engine, event).await?;
+        for endpoint in wanting {
+            if passes_condition(endpoint, event, &envelope, case.as_ref()) {
+                plan.push(NewDelivery {
+                    endpoint_id: endpoint.record.id,
+                    event_id: event.id,
+                    event_sequence: event.sequence,
+                    event_type: event.event_type.clone(),
+                    case_id: event.case_id,
+                });
+            }
+        }
+    }
+    let planned = plan.len();
+    match engine
+        .inner
+        .store
+        .commit_dispatch(ws, backlog.dispatched, last, plan)
+        .await
+    {
+        Ok(_) => {
+            metrics::counter!("casehook_deliveries_created_total").increment(planned as u64);
+            Ok(planned)
+        }
+        // Another dispatcher (another process) took these events; read the backlog again.
+        Err(StoreError::Conflict(_)) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// "When", the enabled switch, and the write-back guard: an endpoint never receives the
+/// `case.updated` its own response mapping caused, and endpoints created after an event do
+/// not receive it.
+fn wants_by_config(endpoint: &LiveEndpoint, event: &Event) -> bool {
+    endpoint.record.enabled
+        && endpoint.record.created_at <= event.occurred_at
+        && endpoint.config.subscriptions.matches(event)
+        && !(event.actor.kind == ActorKind::Endpoint
+            && event.actor.id.as_deref() == Some(endpoint.record.id.to_string().as_str()))
+}
+
+/// The case as the condition sees it: the snapshot a case event carries, or (for custom
+/// events about a case) the case as it is now.
+async fn case_of(engine: &Engine, event: &Event) -> Result<Option<Value>, EngineError> {
+    if event.event_type.starts_with("case.") {
+        return Ok(Some(event.data.clone()));
+    }
+    let Some(id) = event.case_id else {
+        return Ok(None);
+    };
+    match engine
+        .inner
+        .store
+        .get_case(event.workspace_id, CaseRef::Id(id))
+        .await
+    {
+        Ok(case) => Ok(Some(case_json(&case))),
+        Err(StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn case_json(case: &Case) -> Value {
+    serde_json::to_value(case).unwrap_or(Value::Null)
+}
+
+/// "If". A condition that cannot be evaluated for this event (a missing field, a type
+/// mismatch) sends nothing and says why in the log.
+fn passes_condition(
+    endpoint: &LiveEndpoint,
+    event: &Event,
+    envelope: &Value,
+    case: Option<&Value>,
+) -> bool {
+    let Some(condition) = &endpoint.condition else {
+        return true;
+    };
+    match condition.evaluate(envelope, case) {
+        Ok(pass) => pass,
+        Err(e) => {
+            tracing::warn!(
+                endpoint = %endpoint.record.id,
+                event = %event.id,
+                sequence = event.sequence,
+                error = %e,
+                "condition could not be evaluated; the event is not sent to this endpoint"
+            );
+            metrics::counter!("casehook_condition_errors_total").increment(1);
+            false
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! casehook's workers: the dispatcher that turns committed events into deliveries, and the
+//! delivery workers that send them, retry them and record every attempt.
+//!
+//! Both are woken by the store the moment new work commits in this process, and poll at a
+//! slow pace besides (work committed by other processes on a shared PostgreSQL, retries that
+//! come due, leases that run out). Several processes can run workers on one database: the
+//! dispatch cursor and the job leases keep them from doing the same work twice.
+
+mod deliver;
+mod dispatch;
+pub mod live;
+mod writeback;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use casehook_core::sealed::MasterKey;
+use casehook_outbound::Client;
+use casehook_store::{DELIVERY_QUEUE, EVENTS_WAKE, Store, StoreError};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+pub use deliver::{message_id, test_send};
+pub use live::{EndpointCache, LiveEndpoint, auth_context, secret_context};
+
+/// What can stop a unit of work.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Endpoint(String),
+}
+
+/// How the workers run.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Deliveries in flight at once in this process.
+    pub delivery_concurrency: usize,
+    /// Jobs claimed per round.
+    pub claim_batch: i64,
+    /// How often to look for work nobody woke us for.
+    pub poll_interval: Duration,
+    /// How long a claimed delivery stays ours; past it, another worker may take it (a worker
+    /// that died mid-send). Longer than the longest endpoint timeout.
+    pub lease: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            delivery_concurrency: 256,
+            claim_batch: 64,
+            poll_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(150),
+        }
+    }
+}
+
+/// The workers' shared state. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    client: Client,
+    endpoints: EndpointCache,
+    config: EngineConfig,
+}
+
+impl Engine {
+    pub fn new(store: Store, client: Client, keys: MasterKey, config: EngineConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                endpoints: EndpointCache::new(store.clone(), keys),
+                store,
+                client,
+                config,
+            }),
+        }
+    }
+
+    pub fn endpoints(&self) -> &EndpointCache {
+        &self.inner.endpoints
+    }
+
+    pub fn keys(&self) -> &MasterKey {
+        self.inner.endpoints.keys()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// Start the dispatcher and the delivery workers; they stop when `shutdown` turns true,
+    /// letting requests in flight finish (within their timeouts).
+    pub fn start(&self, shutdown: watch::Receiver<bool>) -> JoinSet<()> {
+        let mut tasks = JoinSet::new();
+        tasks.spawn(run_dispatcher(self.clone(), shutdown.clone()));
+        tasks.spawn(run_deliveries(self.clone(), shutdown));
+        tasks
+    }
+}
+
+/// Wait for a wake-up, the poll interval, or shutdown; false on shutdown.
+async fn idle(
+    wake: &mut watch::Receiver<u64>,
+    shutdown: &mut watch::Receiver<bool>,
+    poll: Duration,
+) -> bool {
+    tokio::select! {
+        _ = wake.changed() => true,
+        _ = tokio::time::sleep(poll) => true,
+        _ = shutdown.wait_for(|stop| *stop) => false,
+    }
+}
+
+async fn run_dispatcher(engine: Engine, mut shutdown: watch::Receiver<bool>) {
+    let mut wake = engine.inner.store.watch_queue(EVENTS_WAKE);
+    loop {
+        wake.mark_unchanged();
+        if let Err(e) = dispatch::dispatch_all(&engine).await {
+            tracing::error!(error = %e, "dispatch failed; trying again shortly");
+        }
+        if *shutdown.borrow()
+            || !idle(&mut wake, &mut shutdown, engine.inner.config.poll_interval).await
+        {
+            break;
+        }
+    }
+    tracing::debug!("dispatcher stopped");
+}
+
+async fn run_deliveries(engine: Engine, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(engine.inner.config.delivery_concurrency));
+    let mut wake = engine.inner.store.watch_queue(DELIVERY_QUEUE);
+    let mut running = JoinSet::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        while running.try_join_next().is_some() {}
+        let free = i64::try_from(slots.available_permits()).unwrap_or(0);
+        if free == 0 {
+            // Every slot is busy: wait for one to come free.
+            tokio::select! {
+                _ = running.join_next() => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+            continue;
+        }
+        wake.mark_unchanged();
+        let claimed = engine
+            .inner
+            .store
+            .claim_jobs(
+                DELIVERY_QUEUE,
+                free.min(engine.inner.config.claim_batch),
+                engine.inner.config.lease,
+            )
+            .await;
+        let jobs = match claimed {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::error!(error = %e, "claiming deliveries failed");
+                Vec::new()
+            }
+        };
+        if jobs.is_empty() {
+            if !idle(&mut wake, &mut shutdown, engine.inner.config.poll_interval).await {
+                break;
+            }
+            continue;
+        }
+        for job in jobs {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let engine = engine.clone();
+            running.spawn(async move {
+                let id = job.id;
+                if let Err(e) = deliver::process(&engine, job).await {
+                    // The job's lease runs out and it is tried again.
+                    tracing::error!(job = %id, error = %e, "delivery could not be processed");
+                }
+                drop(permit);
+            });
+        }
+    }
+    // Let sends in flight finish and record their attempts.
+    while running.join_next().await.is_some() {}
+    tracing::debug!("delivery workers stopped");
+}

@@ -1,0 +1,67 @@
+//! The master key that seals secrets at rest: from `CASEHOOK_MASTER_KEY`, or from the key file
+//! `master.key` in the data directory, created (mode 0600) on the first start.
+//!
+//! Several processes sharing a PostgreSQL database must share the key: set the same
+//! `CASEHOOK_MASTER_KEY` for all of them, or give them the same data directory.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use anyhow::Context;
+use casehook_core::sealed::MasterKey;
+
+const FILE: &str = "master.key";
+
+pub fn load(data_dir: &Path) -> anyhow::Result<MasterKey> {
+    if let Ok(encoded) = std::env::var("CASEHOOK_MASTER_KEY") {
+        return MasterKey::parse(&encoded).context("CASEHOOK_MASTER_KEY");
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let path = data_dir.join(FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(encoded) => {
+            let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the master key file is readable by others; chmod 600 it");
+            }
+            MasterKey::parse(&encoded)
+                .with_context(|| format!("the master key file {}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path),
+        Err(e) => Err(e).with_context(|| format!("reading the master key file {}", path.display())),
+    }
+}
+
+/// Create the key file; if another process created it first, use theirs.
+fn create(path: &Path) -> anyhow::Result<MasterKey> {
+    let (key, encoded) = MasterKey::generate();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match file {
+        Ok(mut file) => {
+            file.write_all(encoded.as_bytes())?;
+            file.sync_all()?;
+            tracing::info!(path = %path.display(), fingerprint = key.fingerprint(), "created the master key for secrets at rest; back it up");
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Written by a process starting at the same moment: wait until it is complete.
+            for _ in 0..50 {
+                let encoded = std::fs::read_to_string(path)?;
+                if let Ok(key) = MasterKey::parse(&encoded) {
+                    return Ok(key);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            anyhow::bail!("the master key file {} is not a valid key", path.display())
+        }
+        Err(e) => {
+            Err(e).with_context(|| format!("creating the master key file {}", path.display()))
+        }
+    }
+}
