@@ -19,6 +19,18 @@ pub struct Actor {
     pub id: Option<String>,
     /// A name for people: the key's name, "inbound hook <name>", …
     pub name: String,
+    /// How many automatic write-backs (response mappings) led to this change: 0 for a change
+    /// made by a person or a system outside casehook. Endpoints stop reacting to changes
+    /// past [`MAX_CHAIN`], which cuts loops between endpoints writing into the same case.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub chain: u8,
+}
+
+/// The deepest chain of write-backs that still triggers endpoints.
+pub const MAX_CHAIN: u8 = 3;
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -37,6 +49,7 @@ impl Actor {
             kind: ActorKind::System,
             id: None,
             name: "system".into(),
+            chain: 0,
         }
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use casehook_core::case::Case;
 use casehook_core::case::CaseRef;
 use casehook_core::content::envelope;
-use casehook_core::event::{ActorKind, Event};
+use casehook_core::event::{ActorKind, Event, MAX_CHAIN};
 use casehook_store::{DispatchBacklog, EventFilter, NewDelivery, StoreError};
 use serde_json::Value;
 
@@ -60,6 +60,16 @@ async fn dispatch_workspace(
     let mut plan = Vec::new();
     for event in &events {
         if event.skip_triggers {
+            continue;
+        }
+        if event.actor.chain > MAX_CHAIN {
+            tracing::warn!(
+                sequence = event.sequence,
+                event = %event.id,
+                chain = event.actor.chain,
+                "not sent to any endpoint: it comes from a chain of {} write-backs (loop guard)",
+                event.actor.chain
+            );
             continue;
         }
         let wanting: Vec<&Arc<LiveEndpoint>> = endpoints

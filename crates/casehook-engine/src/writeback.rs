@@ -61,6 +61,7 @@ pub(crate) async fn apply(
             kind: ActorKind::Endpoint,
             id: Some(id.to_string()),
             name: format!("endpoint {}", endpoint.record.name),
+            chain: event.actor.chain.saturating_add(1),
         };
         let (case, _) = engine.inner.store.update_case(ws, case_id, patch, None, actor, false).await?;
         Ok(Some(case.version))

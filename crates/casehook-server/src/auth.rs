@@ -114,6 +114,7 @@ impl Caller {
             kind: ActorKind::ApiKey,
             id: Some(self.key_id.to_string()),
             name: self.key_name.clone(),
+            chain: 0,
         }
     }
 }

@@ -415,6 +415,7 @@ impl WriteOp for RecordAttempt {
                     kind: ActorKind::System,
                     id: None,
                     name: "delivery worker".into(),
+                    chain: 0,
                 };
                 disabled = Some(disabled_event(tx, &endpoint, reason, actor).await?);
             }

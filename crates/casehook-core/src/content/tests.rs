@@ -49,6 +49,7 @@ fn event_for(case: &Case, event_type: &str, changes: Option<Changes>) -> Event {
             kind: ActorKind::ApiKey,
             id: Some("key_1".into()),
             name: "CRM sync".into(),
+            chain: 0,
         },
         data: json!({"id": case.id.to_string(), "number": case.number, "data": Value::Object(case.data.clone())}),
         changes,

@@ -188,6 +188,7 @@ async fn test_endpoint(
             kind: casehook_core::event::ActorKind::System,
             id: None,
             name: "test send".into(),
+            chain: 0,
         },
         data,
         changes: None,

@@ -675,7 +675,56 @@ async fn responses_map_back_into_the_case(app: TestApp) {
     .await;
 }
 
+async fn write_back_loops_between_endpoints_are_cut(app: TestApp) {
+    let answers = |base: i64| {
+        (0..20)
+            .map(|i| Answer::Json(json!({"n": base + i})))
+            .collect()
+    };
+    let (a, b) = (
+        Receiver::start(answers(100)).await,
+        Receiver::start(answers(200)).await,
+    );
+    let form = app
+        .create_form(json!({"name": "Loop", "fields": [{"key": "score", "type": "number"}]}))
+        .await;
+    let form_id = form["id"].as_str().expect("id");
+    let config = json!({
+        "subscriptions": {"forms": [form_id]},
+        "response_mapping": {"rules": [{"path": "$.n", "field": "score"}]},
+    });
+    endpoint(&app, &a, config.clone()).await;
+    endpoint(&app, &b, config).await;
+    let case = app.create_case(form_id, json!({})).await;
+    // Each write-back is sent to the other endpoint only, until the chain passes its limit.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let total = a.received().len() + b.received().len();
+    let updates = app
+        .events(
+            &app.admin_key,
+            &format!(
+                "&case={}&type=case.updated",
+                case["id"].as_str().expect("id")
+            ),
+        )
+        .await;
+    let chains: Vec<i64> = updates
+        .iter()
+        .map(|e| e["actor"]["chain"].as_i64().unwrap_or(0))
+        .collect();
+    assert!(chains.iter().all(|c| (1..=4).contains(c)), "{chains:?}");
+    assert_eq!(chains.iter().max(), Some(&4), "the loop ran until the guard: {chains:?}");
+    assert!(total <= 2 + 2 * 4, "{total} requests: the loop was not cut");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        a.received().len() + b.received().len(),
+        total,
+        "still going"
+    );
+}
+
 api_tests!(
+    write_back_loops_between_endpoints_are_cut,
     a_created_case_is_delivered_signed,
     failures_are_retried_with_the_same_webhook_id,
     exhausted_retries_leave_a_failed_delivery_to_recover,

@@ -119,6 +119,7 @@ pub fn actor() -> Actor {
         kind: ActorKind::ApiKey,
         id: Some("key_1".into()),
         name: "test key".into(),
+        chain: 0,
     }
 }
 
