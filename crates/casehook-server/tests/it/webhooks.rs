@@ -713,7 +713,11 @@ async fn write_back_loops_between_endpoints_are_cut(app: TestApp) {
         .map(|e| e["actor"]["chain"].as_i64().unwrap_or(0))
         .collect();
     assert!(chains.iter().all(|c| (1..=4).contains(c)), "{chains:?}");
-    assert_eq!(chains.iter().max(), Some(&4), "the loop ran until the guard: {chains:?}");
+    assert_eq!(
+        chains.iter().max(),
+        Some(&4),
+        "the loop ran until the guard: {chains:?}"
+    );
     assert!(total <= 2 + 2 * 4, "{total} requests: the loop was not cut");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(

@@ -3,6 +3,7 @@
 
 mod api;
 mod data_dir;
+mod deliveries;
 mod first_start;
 mod harness;
 mod logs;
