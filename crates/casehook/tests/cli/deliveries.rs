@@ -38,6 +38,9 @@ struct Received {
     reply: Reply,
 }
 
+/// The receiver's log and script, as its handler sees them.
+type Shared = (Arc<Mutex<Vec<Received>>>, Arc<Script>);
+
 /// A receiver on a real socket, served by a runtime on its own thread.
 struct Receiver {
     url: String,
@@ -61,10 +64,7 @@ impl Receiver {
         let state = (log.clone(), script);
         let app = axum::Router::new()
             .fallback(
-                |axum::extract::State((log, script)): axum::extract::State<(
-                    Arc<Mutex<Vec<Received>>>,
-                    Arc<Script>,
-                )>,
+                |axum::extract::State((log, script)): axum::extract::State<Shared>,
                  headers: axum::http::HeaderMap,
                  body: axum::body::Bytes| async move {
                     let envelope: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
