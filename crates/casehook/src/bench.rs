@@ -36,6 +36,8 @@ pub struct BenchArgs {
 pub enum Bench {
     /// Case creations through the API, on SQLite (and PostgreSQL when given a URL).
     Ingest(IngestArgs),
+    /// Events accepted through the API and delivered to a local receiver.
+    Delivery(crate::bench_delivery::DeliveryArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -57,10 +59,13 @@ pub struct IngestArgs {
     pub scratch: PathBuf,
 }
 
-const BENCH_KEY: &str = "chk_bench_admin_key";
+pub(crate) const BENCH_KEY: &str = "chk_bench_admin_key";
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let Bench::Ingest(args) = args.what;
+    let args = match args.what {
+        Bench::Ingest(args) => args,
+        Bench::Delivery(args) => return crate::bench_delivery::run(args).await,
+    };
     let scratch = args
         .scratch
         .join(format!("casehook-bench-{}", std::process::id()));
@@ -247,12 +252,7 @@ struct Stats {
 
 impl Stats {
     fn percentile(&self, q: f64) -> u32 {
-        if self.latencies.is_empty() {
-            return 0;
-        }
-        let index =
-            ((self.latencies.len() as f64 * q).ceil() as usize).clamp(1, self.latencies.len()) - 1;
-        self.latencies[index]
+        percentile(&self.latencies, q)
     }
 }
 
@@ -318,12 +318,21 @@ async fn load(args: &IngestArgs, url: &str, body: Arc<Vec<u8>>) -> anyhow::Resul
     Ok(stats)
 }
 
-fn reset_peak_rss() {
+/// The `q` quantile (0..1) of sorted values; 0 when there are none.
+pub(crate) fn percentile(sorted: &[u32], q: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let index = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index]
+}
+
+pub(crate) fn reset_peak_rss() {
     // "5" resets the peak RSS counter (Linux 4.0+); elsewhere the figure is the process's peak.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-fn peak_rss_kib() -> Option<u64> {
+pub(crate) fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()

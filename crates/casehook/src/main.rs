@@ -4,6 +4,7 @@
 //! environment variables, then built-in defaults.
 
 mod bench;
+mod bench_delivery;
 mod cli;
 mod logging;
 mod master_key;
