@@ -87,6 +87,9 @@ impl Store {
         let pools = Pools::open(url).await?;
         let notifiers = Arc::new(Notifiers::default());
         let writer = Writer::spawn(pools.writer()?, notifiers.clone());
+        if let Some(pool) = pools.pg_read_pool() {
+            tokio::spawn(notify::listen(pool, Arc::downgrade(&notifiers)));
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 pools,

@@ -94,6 +94,14 @@ impl Pools {
         }
     }
 
+    /// The PostgreSQL read pool (for the wake-up listener's connection).
+    pub(crate) fn pg_read_pool(&self) -> Option<PgPool> {
+        match self {
+            Pools::Pg { read, .. } => Some(read.clone()),
+            _ => None,
+        }
+    }
+
     pub(crate) fn dialect(&self) -> Dialect {
         match self {
             Pools::Sqlite { .. } => Dialect::Sqlite,

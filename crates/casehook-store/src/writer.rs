@@ -277,7 +277,10 @@ async fn attempt(pool: &mut WritePool, batch: &mut Vec<Box<dyn Queued>>) -> Atte
     };
     let mut failures: Vec<Option<StoreError>> = Vec::with_capacity(batch.len());
     let committed = match run_all(&mut tx, batch, &mut failures).await {
-        Ok(Ran::Commit) => tx.conn.batch("COMMIT").await,
+        Ok(Ran::Commit) => match announce(&mut tx).await {
+            Ok(()) => tx.conn.batch("COMMIT").await,
+            Err(e) => Err(e),
+        },
         Ok(Ran::Nothing) => Ok(()),
         Ok(Ran::Split) => return Attempt::Split,
         Err(e) => Err(e),
@@ -408,4 +411,21 @@ async fn run_unguarded(
         start = end;
     }
     Ok(Ran::Commit)
+}
+
+/// On PostgreSQL, tell other processes which queues got work: a `NOTIFY` sent inside the
+/// transaction is delivered when (and only if) it commits. Their listeners wake their
+/// workers (see `notify::listen`); polling remains the fallback.
+async fn announce(tx: &mut Tx<'_>) -> Result<()> {
+    if tx.conn.dialect() != Dialect::Postgres || tx.woken.is_empty() {
+        return Ok(());
+    }
+    let queues: Vec<String> = tx.woken.iter().cloned().collect();
+    tx.conn
+        .execute(
+            "SELECT pg_notify($1, $2)",
+            &crate::db::args![crate::notify::PG_CHANNEL, queues.join(",")],
+        )
+        .await?;
+    Ok(())
 }

@@ -299,4 +299,40 @@ contract_tests!(
     buried_job_is_dead_and_never_claimed,
     watchers_are_woken_when_work_commits,
     an_empty_enqueue_wakes_no_one,
+    another_process_is_woken_by_committed_work
 );
+
+/// On PostgreSQL, work committed through one store wakes the workers of another (another
+/// process) through LISTEN/NOTIFY, without waiting for their polling. SQLite runs one
+/// process, whose wake-ups are in-process.
+async fn another_process_is_woken_by_committed_work(db: crate::harness::TestDb) {
+    if db.store.dialect() != casehook_store::Dialect::Postgres {
+        return;
+    }
+    let other = db.open_another().await;
+    let mut woken = other.watch_queue("cross");
+    woken.mark_unchanged();
+    // The listener connects in the background; enqueue until a wake-up arrives.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        db.store
+            .enqueue_jobs(vec![casehook_store::NewJob {
+                queue: "cross".into(),
+                workspace: None,
+                payload: serde_json::json!({}),
+                due_at: None,
+            }])
+            .await
+            .expect("enqueue");
+        if tokio::time::timeout(std::time::Duration::from_millis(500), woken.changed())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other store was never woken"
+        );
+    }
+}
