@@ -26,8 +26,8 @@ pub fn message_id(delivery: &DeliveryRecord) -> String {
 
 /// Process one claimed delivery job to the end (sent and recorded, deferred, or abandoned).
 pub(crate) async fn process(engine: &Engine, job: ClaimedJob) -> Result<(), EngineError> {
-    let delivery = match engine.inner.store.delivery_of_job(&job).await {
-        Ok(d) => d,
+    let (delivery, event) = match engine.inner.store.delivery_work(&job).await {
+        Ok(work) => work,
         Err(StoreError::NotFound(_)) => {
             engine.inner.store.complete_job(&job).await?;
             return Ok(());
@@ -105,11 +105,7 @@ pub(crate) async fn process(engine: &Engine, job: ClaimedJob) -> Result<(), Engi
             return Ok(());
         }
     };
-    let event = engine
-        .inner
-        .store
-        .get_event(delivery.workspace_id, delivery.event_sequence)
-        .await?;
+
     let (request, prepared) = match build_request(&endpoint, &message_id(&delivery), &event) {
         Ok(r) => r,
         Err(problem) => {

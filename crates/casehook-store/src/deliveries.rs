@@ -198,6 +198,23 @@ async fn get(
     delivery_from(&row)
 }
 
+/// The workspace and delivery a delivery job names.
+fn job_target(job: &ClaimedJob) -> Result<(WorkspaceId, DeliveryId)> {
+    let id = job
+        .payload
+        .get("delivery")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .map(DeliveryId)
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!("delivery job {} without a delivery id", job.id))
+        })?;
+    let workspace = job.workspace.ok_or_else(|| {
+        StoreError::Corrupt(format!("delivery job {} without a workspace", job.id))
+    })?;
+    Ok((workspace, id))
+}
+
 fn delivery_job(workspace: WorkspaceId, id: DeliveryId, due_at: Option<i64>) -> NewJob {
     NewJob {
         queue: DELIVERY_QUEUE.into(),
@@ -276,6 +293,7 @@ impl WriteOp for CommitDispatch {
 }
 
 struct RecordAttempt {
+    attempts_before: i64,
     job_id: JobId,
     lease_token: uuid::Uuid,
     workspace: WorkspaceId,
@@ -299,16 +317,8 @@ impl WriteOp for RecordAttempt {
     type Output = Recorded;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<Recorded> {
         let now = now_micros();
-        let number = tx
-            .conn
-            .fetch_one(
-                "SELECT attempts FROM deliveries WHERE id = $1 AND workspace_id = $2",
-                &args![self.delivery, self.workspace],
-                "delivery",
-            )
-            .await?
-            .i64("attempts")?
-            + 1;
+        // The worker holds the lease, so the count it read is still the delivery's.
+        let number = self.attempts_before + 1;
         let a = &self.attempt;
         let mut params = Vec::from(args![
             AttemptId::new(),
@@ -649,20 +659,51 @@ impl Store {
         get(&mut lease.conn(), workspace, id).await
     }
 
+    /// The delivery a claimed job is for, with its event, in one read.
+    pub async fn delivery_work(&self, job: &ClaimedJob) -> Result<(DeliveryRecord, Event)> {
+        let (workspace, id) = job_target(job)?;
+        let mut lease = self.read().await?;
+        let row = lease
+            .conn()
+            .fetch_one(
+                "SELECT e.id, e.sequence, e.workspace_id, e.type, e.case_id, e.form_id, e.actor, e.data, e.changes,
+                        e.skip_triggers, e.occurred_at, d.id AS delivery_id, d.endpoint_id, d.origin, d.state,
+                        d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.created_at AS d_created_at,
+                        d.updated_at AS d_updated_at, d.finished_at
+                 FROM deliveries d JOIN events e ON e.workspace_id = d.workspace_id AND e.sequence = d.event_sequence
+                 WHERE d.id = $1 AND d.workspace_id = $2",
+                &args![id, workspace],
+                "delivery",
+            )
+            .await?;
+        let event = crate::events::event_from(&row)?;
+        let delivery = DeliveryRecord {
+            id: DeliveryId(row.uuid("delivery_id")?),
+            workspace_id: event.workspace_id,
+            endpoint_id: EndpointId(row.uuid("endpoint_id")?),
+            event_id: event.id,
+            event_sequence: event.sequence,
+            event_type: event.event_type.clone(),
+            case_id: event.case_id,
+            origin: row.text("origin")?,
+            state: row.text("state")?,
+            attempts: row.i64("attempts")?,
+            next_attempt_at: row
+                .opt_i64("next_attempt_at")?
+                .map(from_micros)
+                .transpose()?,
+            last_status: row.opt_i64("last_status")?,
+            last_error: row.opt_text("last_error")?,
+            created_at: from_micros(row.i64("d_created_at")?)?,
+            updated_at: from_micros(row.i64("d_updated_at")?)?,
+            finished_at: row.opt_i64("finished_at")?.map(from_micros).transpose()?,
+        };
+        Ok((delivery, event))
+    }
+
     /// The delivery a claimed job is for.
     pub async fn delivery_of_job(&self, job: &ClaimedJob) -> Result<DeliveryRecord> {
-        let id = job
-            .payload
-            .get("delivery")
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse().ok())
-            .map(DeliveryId)
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!("delivery job {} without a delivery id", job.id))
-            })?;
-        let workspace = job.workspace.ok_or_else(|| {
-            StoreError::Corrupt(format!("delivery job {} without a workspace", job.id))
-        })?;
+        let (workspace, id) = job_target(job)?;
         self.get_delivery(workspace, id).await
     }
 
@@ -734,6 +775,7 @@ impl Store {
     ) -> Result<Recorded> {
         self.writer()
             .run(RecordAttempt {
+                attempts_before: delivery.attempts,
                 job_id: job.id,
                 lease_token: job.lease_token,
                 workspace: delivery.workspace_id,

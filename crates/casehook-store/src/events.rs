@@ -56,7 +56,7 @@ pub struct EventTypeRecord {
 
 const COLUMNS: &str = "id, sequence, workspace_id, type, case_id, form_id, actor, data, changes, skip_triggers, occurred_at";
 
-fn event_from(row: &Row) -> Result<Event> {
+pub(crate) fn event_from(row: &Row) -> Result<Event> {
     Ok(Event {
         id: EventId(row.uuid("id")?),
         sequence: row.i64("sequence")?,
