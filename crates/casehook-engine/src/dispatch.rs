@@ -94,14 +94,23 @@ async fn dispatch_workspace(
         }
     }
     let planned = plan.len();
+    // When this process's workers have room for all of them, the deliveries come back
+    // leased to us and go straight to the workers.
+    let lease = (planned > 0 && planned <= engine.inner.slots.available_permits())
+        .then_some(engine.inner.config.lease);
     match engine
         .inner
         .store
-        .commit_dispatch(ws, backlog.dispatched, last, plan)
+        .commit_dispatch(ws, backlog.dispatched, last, plan, lease)
         .await
     {
-        Ok(_) => {
+        Ok(dispatched) => {
             metrics::counter!("casehook_deliveries_created_total").increment(planned as u64);
+            for job in dispatched.leased {
+                // Only fails when the workers are gone (shutdown): the lease then runs out
+                // and the job is claimed like any other.
+                let _ = engine.inner.handoff.send(job);
+            }
             Ok(planned)
         }
         // Another dispatcher (another process) took these events; read the backlog again.

@@ -11,13 +11,13 @@ mod dispatch;
 pub mod live;
 mod writeback;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use casehook_core::sealed::MasterKey;
 use casehook_outbound::Client;
-use casehook_store::{DELIVERY_QUEUE, EVENTS_WAKE, Store, StoreError};
-use tokio::sync::{Semaphore, watch};
+use casehook_store::{ClaimedJob, DELIVERY_QUEUE, EVENTS_WAKE, Store, StoreError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 pub use deliver::{message_id, test_send};
@@ -69,16 +69,26 @@ struct Inner {
     client: Client,
     endpoints: EndpointCache,
     config: EngineConfig,
+    /// Delivery slots of this process: a delivery holds one while it is being processed.
+    slots: Arc<Semaphore>,
+    /// Deliveries the dispatcher created already leased to this process, on their way to
+    /// the workers (no claim round in between).
+    handoff: mpsc::UnboundedSender<ClaimedJob>,
+    handed: Mutex<Option<mpsc::UnboundedReceiver<ClaimedJob>>>,
 }
 
 impl Engine {
     pub fn new(store: Store, client: Client, keys: MasterKey, config: EngineConfig) -> Self {
+        let (handoff, handed) = mpsc::unbounded_channel();
         Self {
             inner: Arc::new(Inner {
                 endpoints: EndpointCache::new(store.clone(), keys),
                 store,
                 client,
+                slots: Arc::new(Semaphore::new(config.delivery_concurrency)),
                 config,
+                handoff,
+                handed: Mutex::new(Some(handed)),
             }),
         }
     }
@@ -103,8 +113,20 @@ impl Engine {
     /// letting requests in flight finish (within their timeouts).
     pub fn start(&self, shutdown: watch::Receiver<bool>) -> JoinSet<()> {
         let mut tasks = JoinSet::new();
+        let handed = self
+            .inner
+            .handed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         tasks.spawn(run_dispatcher(self.clone(), shutdown.clone()));
-        tasks.spawn(run_deliveries(self.clone(), shutdown));
+        if let Some(handed) = handed {
+            tasks.spawn(run_deliveries(self.clone(), handed, shutdown));
+        } else {
+            tracing::error!(
+                "the engine was started twice; the second start runs no delivery workers"
+            );
+        }
         tasks
     }
 }
@@ -138,15 +160,37 @@ async fn run_dispatcher(engine: Engine, mut shutdown: watch::Receiver<bool>) {
     tracing::debug!("dispatcher stopped");
 }
 
-async fn run_deliveries(engine: Engine, mut shutdown: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(engine.inner.config.delivery_concurrency));
+async fn run_deliveries(
+    engine: Engine,
+    mut handed: mpsc::UnboundedReceiver<ClaimedJob>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = engine.inner.slots.clone();
     let mut wake = engine.inner.store.watch_queue(DELIVERY_QUEUE);
     let mut running = JoinSet::new();
+    let spawn = |running: &mut JoinSet<()>, permit: OwnedSemaphorePermit, job: ClaimedJob| {
+        let engine = engine.clone();
+        running.spawn(async move {
+            let id = job.id;
+            if let Err(e) = deliver::process(&engine, job).await {
+                // The job's lease runs out and it is tried again.
+                tracing::error!(job = %id, error = %e, "delivery could not be processed");
+            }
+            drop(permit);
+        });
+    };
     loop {
         if *shutdown.borrow() {
             break;
         }
         while running.try_join_next().is_some() {}
+        // Deliveries the dispatcher leased to us come first: they are already ours.
+        while let Ok(job) = handed.try_recv() {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            spawn(&mut running, permit, job);
+        }
         let free = i64::try_from(slots.available_permits()).unwrap_or(0);
         if free == 0 {
             // Every slot is busy: wait for one to come free.
@@ -174,8 +218,17 @@ async fn run_deliveries(engine: Engine, mut shutdown: watch::Receiver<bool>) {
             }
         };
         if jobs.is_empty() {
-            if !idle(&mut wake, &mut shutdown, engine.inner.config.poll_interval).await {
-                break;
+            let handed_job = tokio::select! {
+                _ = wake.changed() => None,
+                _ = tokio::time::sleep(engine.inner.config.poll_interval) => None,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                Some(job) = handed.recv() => Some(job),
+            };
+            if let Some(job) = handed_job {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                spawn(&mut running, permit, job);
             }
             continue;
         }
@@ -183,18 +236,11 @@ async fn run_deliveries(engine: Engine, mut shutdown: watch::Receiver<bool>) {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
             };
-            let engine = engine.clone();
-            running.spawn(async move {
-                let id = job.id;
-                if let Err(e) = deliver::process(&engine, job).await {
-                    // The job's lease runs out and it is tried again.
-                    tracing::error!(job = %id, error = %e, "delivery could not be processed");
-                }
-                drop(permit);
-            });
+            spawn(&mut running, permit, job);
         }
     }
-    // Let sends in flight finish and record their attempts.
+    // Let sends in flight finish and record their attempts. Leased jobs still in the
+    // channel are left to their leases: another process (or the next start) takes them.
     while running.join_next().await.is_some() {}
     tracing::debug!("delivery workers stopped");
 }

@@ -10,6 +10,8 @@
 //! records the attempt, the delivery's new state, the job's fate and the endpoint's health
 //! marks in one transaction (`record_attempt`).
 
+use std::time::Duration;
+
 use casehook_core::event::{Actor, ActorKind, Event};
 use casehook_core::{AttemptId, CaseId, DeliveryId, EndpointId, EventId, JobId, WorkspaceId};
 use serde_json::{Value, json};
@@ -19,7 +21,7 @@ use crate::Store;
 use crate::db::{Arg, Conn, Row, args, from_micros, now_micros};
 use crate::endpoints::{self, disabled_event};
 use crate::error::{Result, StoreError};
-use crate::jobs::{ClaimedJob, NewJob, enqueue};
+use crate::jobs::{ClaimedJob, NewJob, enqueue, enqueue_leased};
 use crate::writer::{Tx, WriteOp};
 
 /// The job queue deliveries run on.
@@ -224,15 +226,23 @@ fn delivery_job(workspace: WorkspaceId, id: DeliveryId, due_at: Option<i64>) -> 
     }
 }
 
-/// Insert a pending delivery and its job.
+/// Insert a pending delivery and its job (leased to the caller when `lease` is given).
 async fn insert_delivery(
     tx: &mut Tx<'_>,
     workspace: WorkspaceId,
     new: &NewDelivery,
     origin: &str,
-) -> Result<DeliveryId> {
+    lease: Option<Duration>,
+) -> Result<(DeliveryId, Option<ClaimedJob>)> {
     let id = DeliveryId::new();
-    let job = enqueue(tx, &delivery_job(workspace, id, None)).await?;
+    let spec = delivery_job(workspace, id, None);
+    let (job, leased) = match lease {
+        Some(lease) => {
+            let claimed = enqueue_leased(tx, &spec, lease).await?;
+            (claimed.id, Some(claimed))
+        }
+        None => (enqueue(tx, &spec).await?, None),
+    };
     let now = now_micros();
     tx.conn
         .execute(
@@ -253,7 +263,7 @@ async fn insert_delivery(
             ],
         )
         .await?;
-    Ok(id)
+    Ok((id, leased))
 }
 
 struct CommitDispatch {
@@ -261,11 +271,12 @@ struct CommitDispatch {
     from: i64,
     to: i64,
     deliveries: Vec<NewDelivery>,
+    lease: Option<Duration>,
 }
 
 impl WriteOp for CommitDispatch {
-    type Output = Vec<DeliveryId>;
-    async fn run(&mut self, tx: &mut Tx<'_>) -> Result<Vec<DeliveryId>> {
+    type Output = Dispatched;
+    async fn run(&mut self, tx: &mut Tx<'_>) -> Result<Dispatched> {
         tx.conn
             .execute(
                 "INSERT INTO dispatch_cursors (workspace_id, dispatched) VALUES ($1, 0) ON CONFLICT DO NOTHING",
@@ -284,12 +295,23 @@ impl WriteOp for CommitDispatch {
                 "the dispatch cursor moved (another dispatcher got there first)".into(),
             ));
         }
-        let mut ids = Vec::with_capacity(self.deliveries.len());
+        let mut out = Dispatched::default();
         for new in &self.deliveries {
-            ids.push(insert_delivery(tx, self.workspace, new, "event").await?);
+            let (id, leased) =
+                insert_delivery(tx, self.workspace, new, "event", self.lease).await?;
+            out.deliveries.push(id);
+            out.leased.extend(leased);
         }
-        Ok(ids)
+        Ok(out)
     }
+}
+
+/// What a dispatch created.
+#[derive(Clone, Debug, Default)]
+pub struct Dispatched {
+    pub deliveries: Vec<DeliveryId>,
+    /// The deliveries' jobs, already leased to the dispatching process (when it asked).
+    pub leased: Vec<ClaimedJob>,
 }
 
 struct RecordAttempt {
@@ -534,7 +556,7 @@ impl WriteOp for ManualOp {
             }
             Manual::Replay(new) => {
                 endpoints::get(&mut tx.conn, ws, new.endpoint_id).await?;
-                Ok(vec![insert_delivery(tx, ws, new, "replay").await?])
+                Ok(vec![insert_delivery(tx, ws, new, "replay", None).await?.0])
             }
             Manual::Recover { endpoint, since } => {
                 endpoints::get(&mut tx.conn, ws, *endpoint).await?;
@@ -632,20 +654,24 @@ impl Store {
     }
 
     /// Commit the deliveries for the workspace's events `from+1 ..= to` and move its cursor
-    /// to `to`; `Conflict` (nothing written) when the cursor is no longer at `from`.
+    /// to `to`; `Conflict` (nothing written) when the cursor is no longer at `from`. With a
+    /// `lease`, the deliveries' jobs come back already leased to the caller, who hands them
+    /// to its own workers: no claim round, no wake-up.
     pub async fn commit_dispatch(
         &self,
         workspace: WorkspaceId,
         from: i64,
         to: i64,
         deliveries: Vec<NewDelivery>,
-    ) -> Result<Vec<DeliveryId>> {
+        lease: Option<Duration>,
+    ) -> Result<Dispatched> {
         self.writer()
             .run(CommitDispatch {
                 workspace,
                 from,
                 to,
                 deliveries,
+                lease,
             })
             .await
     }

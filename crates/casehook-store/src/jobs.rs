@@ -79,6 +79,35 @@ pub(crate) async fn enqueue(tx: &mut Tx<'_>, job: &NewJob) -> Result<JobId> {
     Ok(id)
 }
 
+/// Enqueue a job already leased to the caller (who will run it at once): no claim and no
+/// wake-up needed. If the caller vanishes, the lease runs out like any other.
+pub(crate) async fn enqueue_leased(
+    tx: &mut Tx<'_>,
+    job: &NewJob,
+    lease: Duration,
+) -> Result<ClaimedJob> {
+    let id = JobId::new();
+    let now = now_micros();
+    let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2));
+    let token = Uuid::new_v4();
+    tx.conn
+        .execute(
+            "INSERT INTO jobs (id, queue, workspace_id, payload, state, due_at, lease_token, attempts, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 'running', $5, $6, 1, $7, $7)",
+            &args![id, job.queue.as_str(), job.workspace, job.payload.clone(), until, token, now],
+        )
+        .await?;
+    Ok(ClaimedJob {
+        id,
+        queue: job.queue.clone(),
+        workspace: job.workspace,
+        payload: job.payload.clone(),
+        attempts: 1,
+        lease_token: token,
+        lease_until: until,
+    })
+}
+
 fn claimed_from(row: &Row) -> Result<ClaimedJob> {
     Ok(ClaimedJob {
         id: JobId(row.uuid("id")?),

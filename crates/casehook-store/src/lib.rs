@@ -28,7 +28,7 @@ pub use cases::{CaseFilter, CasePage, CasePatch, NewCase};
 pub use db::{Dialect, from_micros, now_micros, to_micros, to_micros_checked};
 pub use deliveries::{
     AttemptRecord, AttemptStats, DELIVERY_QUEUE, DeliveryFilter, DeliveryRecord, DispatchBacklog,
-    NewAttempt, NewDelivery, Recorded, STATS_SAMPLE, Settlement,
+    Dispatched, NewAttempt, NewDelivery, Recorded, STATS_SAMPLE, Settlement,
 };
 pub use endpoints::{EndpointChange, EndpointRecord, HealthMarks, NewEndpoint};
 pub use error::{Result, StoreError};

@@ -60,7 +60,7 @@ async fn dispatch_all(store: &Store, s: &Setup, endpoint: EndpointId) -> Vec<Del
     .await;
     let plan = events.iter().map(|e| planned(endpoint, e)).collect();
     store
-        .commit_dispatch(s.ws, ours.dispatched, ours.latest, plan)
+        .commit_dispatch(s.ws, ours.dispatched, ours.latest, plan, None)
         .await
         .expect("dispatch");
     deliveries(store, s.ws).await
@@ -114,7 +114,13 @@ async fn dispatch_fans_out_each_event_once(store: Store) {
 
     // A second dispatcher that read the same cursor loses the race and writes nothing.
     let stale = store
-        .commit_dispatch(s.ws, 0, 2, vec![planned(ep, &s.feed(&store).await[0])])
+        .commit_dispatch(
+            s.ws,
+            0,
+            2,
+            vec![planned(ep, &s.feed(&store).await[0])],
+            None,
+        )
         .await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
     assert_eq!(deliveries(&store, s.ws).await.len(), 2);
@@ -392,7 +398,54 @@ async fn endpoints_and_deliveries_are_tenant_scoped(db: TestDb) {
     ));
 }
 
+async fn dispatched_deliveries_can_come_back_leased(store: Store) {
+    let s = Setup::new(&store, "w").await;
+    let ep = endpoint(&store, s.ws, "crm").await;
+    s.create(&store, json!({})).await;
+    let event = s.feed(&store).await.pop().expect("an event");
+    let dispatched = store
+        .commit_dispatch(
+            s.ws,
+            0,
+            1,
+            vec![planned(ep, &event)],
+            Some(Duration::from_secs(60)),
+        )
+        .await
+        .expect("dispatch");
+    assert_eq!(dispatched.leased.len(), 1);
+    let job = &dispatched.leased[0];
+    assert!(
+        claim(&store).await.is_empty(),
+        "a leased job is not claimable"
+    );
+    let delivery = store.delivery_of_job(job).await.expect("its delivery");
+    assert_eq!(delivery.id, dispatched.deliveries[0]);
+    let recorded = store
+        .record_attempt(
+            job,
+            &delivery,
+            attempt("success", Some(200)),
+            Settlement::Succeeded,
+        )
+        .await
+        .expect("record");
+    assert!(
+        recorded.lease_held,
+        "the dispatcher's lease is a real lease"
+    );
+    assert_eq!(
+        store
+            .get_delivery(s.ws, delivery.id)
+            .await
+            .expect("get")
+            .state,
+        "succeeded"
+    );
+}
+
 contract_tests!(
+    dispatched_deliveries_can_come_back_leased,
     dispatch_fans_out_each_event_once,
     attempts_settle_delivery_job_and_health,
     a_lost_lease_changes_no_state,
