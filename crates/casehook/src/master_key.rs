@@ -34,31 +34,35 @@ pub fn load(data_dir: &Path) -> anyhow::Result<MasterKey> {
     }
 }
 
-/// Create the key file; if another process created it first, use theirs.
+/// Create the key file; if another process created it first, use theirs. The key is
+/// written to a private temporary file and then linked into place, so no process ever reads
+/// a half-written key.
 fn create(path: &Path) -> anyhow::Result<MasterKey> {
     let (key, encoded) = MasterKey::generate();
-    let file = std::fs::OpenOptions::new()
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let temp = dir.join(format!(".{FILE}.{}.tmp", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create_new(true)
+        .create(true)
+        .truncate(true)
         .mode(0o600)
-        .open(path);
-    match file {
-        Ok(mut file) => {
-            file.write_all(encoded.as_bytes())?;
-            file.sync_all()?;
+        .open(&temp)
+        .with_context(|| format!("creating {}", temp.display()))?;
+    file.write_all(encoded.as_bytes())?;
+    file.sync_all()?;
+    drop(file);
+    let linked = std::fs::hard_link(&temp, path);
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => {
             tracing::info!(path = %path.display(), fingerprint = key.fingerprint(), "created the master key for secrets at rest; back it up");
             Ok(key)
         }
+        // Another process starting at the same moment got there first: use its key.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            // Written by a process starting at the same moment: wait until it is complete.
-            for _ in 0..50 {
-                let encoded = std::fs::read_to_string(path)?;
-                if let Ok(key) = MasterKey::parse(&encoded) {
-                    return Ok(key);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            anyhow::bail!("the master key file {} is not a valid key", path.display())
+            let encoded = std::fs::read_to_string(path)?;
+            MasterKey::parse(&encoded)
+                .with_context(|| format!("the master key file {}", path.display()))
         }
         Err(e) => {
             Err(e).with_context(|| format!("creating the master key file {}", path.display()))

@@ -243,3 +243,51 @@ fn two_servers_on_one_postgres_deliver_a_burst_once_each() {
     assert_eq!(ids.len(), cases.len());
     drop((first, second));
 }
+
+#[test]
+fn signing_secrets_are_sealed_at_rest_under_a_private_key_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = serve(dir.path(), &[]);
+    let key = server.admin_key();
+    let body = json!({"name": "crm", "url": "https://crm.example/hook", "auth": {"type": "bearer", "token": "tok-AT-REST-42"}});
+    let created = post(server.addr, "/api/v1/endpoints", Some(&key), &body).expect("create");
+    assert_eq!(created.status, 201, "{}", created.body);
+    let created = created.json();
+    let secret = created["secret"].as_str().expect("secret").to_owned();
+    server.stop();
+
+    let key_file = dir.path().join("master.key");
+    let mode = std::fs::metadata(&key_file)
+        .expect("the key file")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "the key file is private");
+    for entry in std::fs::read_dir(dir.path()).expect("data dir") {
+        let path = entry.expect("entry").path();
+        if path == key_file {
+            continue;
+        }
+        let bytes = std::fs::read(&path).expect("read");
+        for plain in [secret.as_str(), "tok-AT-REST-42"] {
+            assert!(
+                !bytes.windows(plain.len()).any(|w| w == plain.as_bytes()),
+                "{plain} is readable in {}",
+                path.display()
+            );
+        }
+    }
+
+    // The next start opens them with the same key.
+    let server = serve(dir.path(), &[]);
+    let id = created["id"].as_str().expect("id");
+    let again = crate::harness::get(
+        server.addr,
+        &format!("/api/v1/endpoints/{id}/secret"),
+        Some(&key),
+    )
+    .expect("secret");
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["secret"], secret.as_str());
+}
