@@ -43,6 +43,8 @@ pub enum Answer {
     RetryAfter(u16, u64),
     /// Never answer within the test's timeouts.
     Hang,
+    /// 200 after this many milliseconds.
+    Delay(u64),
     /// 200 with this JSON body.
     Json(Value),
 }
@@ -101,6 +103,10 @@ async fn handle(
             StatusCode::OK.into_response()
         }
         Some(Answer::Json(v)) => axum::Json(v).into_response(),
+        Some(Answer::Delay(ms)) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            StatusCode::OK.into_response()
+        }
     }
 }
 

@@ -727,7 +727,39 @@ async fn write_back_loops_between_endpoints_are_cut(app: TestApp) {
     );
 }
 
+async fn limits_bound_requests_in_flight_and_per_second(app: TestApp) {
+    let slow = Receiver::start((0..4).map(|_| Answer::Delay(200)).collect()).await;
+    let paced = Receiver::start(vec![]).await;
+    let form = app.create_claims_form().await;
+    let form_id = form["id"].as_str().expect("id");
+    endpoint(&app, &slow, json!({"limits": {"max_in_flight": 1}})).await;
+    endpoint(&app, &paced, json!({"limits": {"rate_per_second": 2}})).await;
+    for _ in 0..4 {
+        app.create_case(form_id, json!({})).await;
+    }
+    let one_at_a_time = slow.wait_for(4).await;
+    for pair in one_at_a_time.windows(2) {
+        assert!(
+            pair[1].at - pair[0].at >= Duration::from_millis(190),
+            "two requests were in flight at once: {:?}",
+            pair[1].at - pair[0].at
+        );
+    }
+    let paced = paced.wait_for(4).await;
+    let mut first_second = 0;
+    for r in &paced {
+        if r.at - paced[0].at < Duration::from_millis(900) {
+            first_second += 1;
+        }
+    }
+    assert!(
+        first_second <= 2,
+        "{first_second} requests within the first second at 2/s"
+    );
+}
+
 api_tests!(
+    limits_bound_requests_in_flight_and_per_second,
     write_back_loops_between_endpoints_are_cut,
     a_created_case_is_delivered_signed,
     failures_are_retried_with_the_same_webhook_id,
