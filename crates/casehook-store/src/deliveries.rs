@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::Store;
-use crate::db::{Arg, Conn, Row, args, from_micros, now_micros};
+use crate::db::{Arg, Conn, Dialect, Row, args, from_micros, now_micros};
 use crate::endpoints::{self, disabled_event};
 use crate::error::{Result, StoreError};
 use crate::jobs::{ClaimedJob, NewJob, enqueue, enqueue_leased};
@@ -295,6 +295,9 @@ impl WriteOp for CommitDispatch {
                 "the dispatch cursor moved (another dispatcher got there first)".into(),
             ));
         }
+        if tx.conn.dialect() == Dialect::Postgres && self.deliveries.len() > 1 {
+            return insert_set(tx, self.workspace, &self.deliveries, self.lease).await;
+        }
         let mut out = Dispatched::default();
         for new in &self.deliveries {
             let (id, leased) =
@@ -304,6 +307,88 @@ impl WriteOp for CommitDispatch {
         }
         Ok(out)
     }
+}
+
+/// Deliveries and their jobs in one PostgreSQL statement: a dispatch of many events costs
+/// one round trip instead of two per delivery. (SQLite runs in-process, where statements are
+/// cheap, and has no data-modifying CTEs.)
+const DISPATCH_SET_SQL: &str = "
+WITH input AS (
+    SELECT (x->>'id')::uuid AS id, (x->>'job_id')::uuid AS job_id, (x->>'endpoint_id')::uuid AS endpoint_id,
+           (x->>'event_id')::uuid AS event_id, (x->>'event_sequence')::bigint AS event_sequence,
+           x->>'event_type' AS event_type, (x->>'case_id')::uuid AS case_id
+    FROM jsonb_array_elements($1::jsonb) AS t(x)
+),
+new_jobs AS (
+    INSERT INTO jobs (id, queue, workspace_id, payload, state, due_at, lease_token, attempts, created_at, updated_at)
+    SELECT job_id, $2, $3, jsonb_build_object('delivery', id::text), $4, $5, $6, $7, $8, $8 FROM input
+)
+INSERT INTO deliveries (id, workspace_id, endpoint_id, event_id, event_sequence, event_type, case_id, origin, state,
+                        attempts, next_attempt_at, job_id, created_at, updated_at)
+SELECT id, $3, endpoint_id, event_id, event_sequence, event_type, case_id, 'event', 'pending', 0, $8, job_id, $8, $8
+FROM input";
+
+async fn insert_set(
+    tx: &mut Tx<'_>,
+    workspace: WorkspaceId,
+    deliveries: &[NewDelivery],
+    lease: Option<Duration>,
+) -> Result<Dispatched> {
+    let now = now_micros();
+    let token = lease.map(|_| uuid::Uuid::new_v4());
+    let lease_until =
+        lease.map(|l| now.saturating_add(i64::try_from(l.as_micros()).unwrap_or(i64::MAX / 2)));
+    let mut out = Dispatched::default();
+    let mut input = Vec::with_capacity(deliveries.len());
+    for new in deliveries {
+        let (id, job) = (DeliveryId::new(), JobId::new());
+        input.push(json!({
+            "id": id,
+            "job_id": job,
+            "endpoint_id": new.endpoint_id,
+            "event_id": new.event_id,
+            "event_sequence": new.event_sequence,
+            "event_type": new.event_type,
+            "case_id": new.case_id,
+        }));
+        out.deliveries.push(id);
+        if let (Some(token), Some(until)) = (token, lease_until) {
+            out.leased.push(ClaimedJob {
+                id: job,
+                queue: DELIVERY_QUEUE.into(),
+                workspace: Some(workspace),
+                payload: json!({"delivery": id}),
+                attempts: 1,
+                lease_token: token,
+                lease_until: until,
+            });
+        }
+    }
+    let (state, attempts) = if token.is_some() {
+        ("running", 1_i64)
+    } else {
+        ("pending", 0)
+    };
+    let mut params = Vec::from(args![
+        Value::Array(input),
+        DELIVERY_QUEUE,
+        workspace,
+        state,
+        lease_until.unwrap_or(now)
+    ]);
+    params.push(Arg::OptUuid(token));
+    params.extend(args![attempts, now]);
+    let inserted = tx.conn.execute(DISPATCH_SET_SQL, &params).await?;
+    if inserted != deliveries.len() as u64 {
+        return Err(StoreError::Corrupt(format!(
+            "dispatch inserted {inserted} deliveries of {}",
+            deliveries.len()
+        )));
+    }
+    if token.is_none() {
+        tx.woken.insert(DELIVERY_QUEUE.into());
+    }
+    Ok(out)
 }
 
 /// What a dispatch created.

@@ -401,6 +401,7 @@ async fn endpoints_and_deliveries_are_tenant_scoped(db: TestDb) {
 async fn dispatched_deliveries_can_come_back_leased(store: Store) {
     let s = Setup::new(&store, "w").await;
     let ep = endpoint(&store, s.ws, "crm").await;
+    let other = endpoint(&store, s.ws, "erp").await;
     s.create(&store, json!({})).await;
     let event = s.feed(&store).await.pop().expect("an event");
     let dispatched = store
@@ -408,19 +409,23 @@ async fn dispatched_deliveries_can_come_back_leased(store: Store) {
             s.ws,
             0,
             1,
-            vec![planned(ep, &event)],
+            vec![planned(ep, &event), planned(other, &event)],
             Some(Duration::from_secs(60)),
         )
         .await
         .expect("dispatch");
-    assert_eq!(dispatched.leased.len(), 1);
-    let job = &dispatched.leased[0];
+    assert_eq!(dispatched.leased.len(), 2);
     assert!(
         claim(&store).await.is_empty(),
         "a leased job is not claimable"
     );
+    for (job, id) in dispatched.leased.iter().zip(&dispatched.deliveries) {
+        let (delivery, seen) = store.delivery_work(job).await.expect("its delivery");
+        assert_eq!(&delivery.id, id);
+        assert_eq!(seen, event);
+    }
+    let job = &dispatched.leased[0];
     let delivery = store.delivery_of_job(job).await.expect("its delivery");
-    assert_eq!(delivery.id, dispatched.deliveries[0]);
     let recorded = store
         .record_attempt(
             job,
