@@ -420,8 +420,187 @@ pub struct Recorded {
     pub disabled: Option<Event>,
 }
 
+/// Records a set of attempts in one PostgreSQL statement: the attempts, the jobs' fates
+/// (only where the lease is still held), the deliveries' states and the endpoints' health
+/// marks (one update per endpoint, from the set's outcomes in order). Disabling an endpoint
+/// is not done here: a set containing one runs operation by operation.
+const RECORD_SET_SQL: &str = "
+WITH input AS (
+    SELECT (x->>'attempt_id')::uuid AS attempt_id, (x->>'delivery_id')::uuid AS delivery_id,
+           (x->>'workspace_id')::uuid AS workspace_id, (x->>'endpoint_id')::uuid AS endpoint_id,
+           (x->>'number')::bigint AS number, (x->>'started_at')::bigint AS started_at,
+           (x->>'duration_us')::bigint AS duration_us, x->'request' AS request, (x->>'status')::bigint AS status,
+           CASE WHEN jsonb_typeof(x->'response') = 'null' THEN NULL ELSE x->'response' END AS response,
+           x->>'error_kind' AS error_kind, x->>'error_message' AS error_message, x->>'verdict' AS verdict,
+           (x->>'job_id')::uuid AS job_id, (x->>'token')::uuid AS token, x->>'kind' AS kind,
+           (x->>'due')::bigint AS due, x->>'state' AS state, (x->>'next')::bigint AS next,
+           (x->>'finished')::bigint AS finished, x->>'error' AS error, ord
+    FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(x, ord)
+),
+logged AS (
+    INSERT INTO delivery_attempts (id, delivery_id, workspace_id, endpoint_id, attempt, started_at, duration_us,
+                                   request, status, response, error_kind, error_message, verdict)
+    SELECT attempt_id, delivery_id, workspace_id, endpoint_id, number, started_at, duration_us, request, status,
+           response, error_kind, error_message, verdict
+    FROM input
+),
+finished_jobs AS (
+    DELETE FROM jobs j USING input i
+    WHERE i.kind = 'done' AND j.id = i.job_id AND j.lease_token = i.token
+    RETURNING j.id
+),
+retried_jobs AS (
+    UPDATE jobs j SET state = 'pending', due_at = i.due, lease_token = NULL, last_error = i.error_message, updated_at = $2
+    FROM input i
+    WHERE i.kind = 'retry' AND j.id = i.job_id AND j.lease_token = i.token
+    RETURNING j.id
+),
+held AS (SELECT id FROM finished_jobs UNION ALL SELECT id FROM retried_jobs),
+settled AS (
+    UPDATE deliveries d SET state = i.state, attempts = i.number, next_attempt_at = i.next, last_status = i.status,
+           last_error = i.error, finished_at = i.finished, updated_at = $2,
+           job_id = CASE WHEN i.state = 'pending' THEN d.job_id ELSE NULL END
+    FROM input i
+    WHERE d.id = i.delivery_id AND i.job_id IN (SELECT id FROM held)
+),
+marks AS (
+    SELECT (y->>'endpoint_id')::uuid AS endpoint_id, y->>'mode' AS mode
+    FROM jsonb_array_elements($3::jsonb) AS u(y)
+),
+healthy AS (
+    UPDATE endpoints e SET last_success_at = $2, failing_since = NULL
+    FROM marks m
+    WHERE e.id = m.endpoint_id AND m.mode = 'ok'
+      AND (e.failing_since IS NOT NULL OR e.last_success_at IS NULL OR e.last_success_at < $4)
+),
+failing AS (
+    UPDATE endpoints e SET last_failure_at = $2,
+           failing_since = CASE WHEN m.mode = 'fail_after_success' THEN $2 ELSE COALESCE(e.failing_since, $2) END,
+           last_success_at = CASE WHEN m.mode = 'fail_after_success' THEN $2 ELSE e.last_success_at END
+    FROM marks m
+    WHERE e.id = m.endpoint_id AND m.mode <> 'ok'
+)
+SELECT i.ord, (i.job_id IN (SELECT id FROM held)) AS held FROM input i ORDER BY i.ord";
+
+impl RecordAttempt {
+    /// The delivery's new state, next try, finish time and error after this attempt.
+    fn outcome(&self, now: i64) -> (&'static str, Option<i64>, Option<i64>, Option<String>) {
+        match &self.settlement {
+            Settlement::Succeeded => ("succeeded", None, Some(now), None),
+            Settlement::RetryAt(due) => (
+                "pending",
+                Some(*due),
+                None,
+                self.attempt.error_message.clone(),
+            ),
+            Settlement::Failed(error) | Settlement::FailedAndDisable { error, .. } => {
+                ("failed", None, Some(now), Some(error.clone()))
+            }
+        }
+    }
+
+    fn input(&self, now: i64) -> Value {
+        let (state, next, finished, error) = self.outcome(now);
+        let a = &self.attempt;
+        let (kind, due) = match &self.settlement {
+            Settlement::RetryAt(due) => ("retry", Some(*due)),
+            _ => ("done", None),
+        };
+        json!({
+            "attempt_id": AttemptId::new(),
+            "delivery_id": self.delivery,
+            "workspace_id": self.workspace,
+            "endpoint_id": self.endpoint,
+            "number": self.attempts_before + 1,
+            "started_at": a.started_at,
+            "duration_us": a.duration_us,
+            "request": a.request,
+            "status": a.status,
+            "response": a.response,
+            "error_kind": a.error_kind,
+            "error_message": a.error_message,
+            "verdict": a.verdict,
+            "job_id": self.job_id,
+            "token": self.lease_token,
+            "kind": kind,
+            "due": due,
+            "state": state,
+            "next": next,
+            "finished": finished,
+            "error": error,
+        })
+    }
+}
+
+/// One health update per endpoint from a set's outcomes, in order: `ok` when the last was a
+/// success; `fail` when all failed; `fail_after_success` when a success came before the last
+/// failure (so the failing period starts now, as it would one by one).
+fn health_marks(ops: &[&mut RecordAttempt]) -> Value {
+    let mut marks: Vec<(EndpointId, bool, bool)> = Vec::new();
+    for op in ops {
+        let success = matches!(op.settlement, Settlement::Succeeded);
+        match marks.iter_mut().find(|(e, ..)| *e == op.endpoint) {
+            Some(mark) => {
+                mark.2 |= mark.1;
+                mark.1 = success;
+            }
+            None => marks.push((op.endpoint, success, false)),
+        }
+    }
+    Value::Array(
+        marks
+            .into_iter()
+            .map(|(endpoint, last_ok, had_success)| {
+                let mode = match (last_ok, had_success) {
+                    (true, _) => "ok",
+                    (false, true) => "fail_after_success",
+                    (false, false) => "fail",
+                };
+                json!({"endpoint_id": endpoint, "mode": mode})
+            })
+            .collect(),
+    )
+}
+
 impl WriteOp for RecordAttempt {
     type Output = Recorded;
+    const SET_BASED: bool = true;
+
+    async fn run_set(ops: &mut [&mut Self], tx: &mut Tx<'_>) -> Result<Vec<Recorded>> {
+        let disables = ops
+            .iter()
+            .any(|op| matches!(op.settlement, Settlement::FailedAndDisable { .. }));
+        if tx.conn.dialect() != Dialect::Postgres || disables {
+            let mut outputs = Vec::with_capacity(ops.len());
+            for op in ops.iter_mut() {
+                outputs.push(op.run(tx).await?);
+            }
+            return Ok(outputs);
+        }
+        let now = now_micros();
+        let input = Value::Array(ops.iter().map(|op| op.input(now)).collect());
+        let rows = tx
+            .conn
+            .fetch_all(
+                RECORD_SET_SQL,
+                &args![input, now, health_marks(ops), now - 1_000_000],
+            )
+            .await?;
+        if rows.len() != ops.len() {
+            return Err(StoreError::Corrupt(
+                "an attempt set answered the wrong number of rows".into(),
+            ));
+        }
+        rows.iter()
+            .map(|row| {
+                Ok(Recorded {
+                    lease_held: row.bool("held")?,
+                    disabled: None,
+                })
+            })
+            .collect()
+    }
+
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<Recorded> {
         let now = now_micros();
         // The worker holds the lease, so the count it read is still the delivery's.
@@ -472,13 +651,7 @@ impl WriteOp for RecordAttempt {
         if settled == 0 {
             return Ok(Recorded::default());
         }
-        let (state, next, finished, error) = match &self.settlement {
-            Settlement::Succeeded => ("succeeded", None, Some(now), None),
-            Settlement::RetryAt(due) => ("pending", Some(*due), None, a.error_message.clone()),
-            Settlement::Failed(error) | Settlement::FailedAndDisable { error, .. } => {
-                ("failed", None, Some(now), Some(error.clone()))
-            }
-        };
+        let (state, next, finished, error) = self.outcome(now);
         tx.conn
             .execute(
                 "UPDATE deliveries SET state = $1, attempts = $2, next_attempt_at = $3, last_status = $4,

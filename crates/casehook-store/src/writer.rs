@@ -351,6 +351,10 @@ async fn run_all(
         };
     }
     if !savepoints {
+        // The operations of a batch are concurrent (their callers are all waiting on this
+        // one commit), so their order within it is free: gathering each set-based kind
+        // together makes one statement of all of its operations.
+        batch.sort_by_key(|op| op.set_kind());
         return run_unguarded(tx, batch, failures).await;
     }
     for op in batch.iter_mut() {

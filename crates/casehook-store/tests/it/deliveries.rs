@@ -449,7 +449,90 @@ async fn dispatched_deliveries_can_come_back_leased(store: Store) {
     );
 }
 
+/// Many attempts recorded at once (PostgreSQL records them as one set): each delivery ends
+/// as its own attempt said, a lost lease changes nothing, and each endpoint's health follows
+/// its last outcome.
+async fn concurrent_attempts_settle_each_delivery(store: Store) {
+    let s = Setup::new(&store, "w").await;
+    let good = endpoint(&store, s.ws, "good").await;
+    let bad = endpoint(&store, s.ws, "bad").await;
+    for i in 0..10 {
+        s.create(&store, json!({"amount": i})).await;
+    }
+    let events = s.feed(&store).await;
+    let plan = events
+        .iter()
+        .flat_map(|e| [planned(good, e), planned(bad, e)])
+        .collect();
+    store
+        .commit_dispatch(s.ws, 0, 10, plan, None)
+        .await
+        .expect("dispatch");
+    let jobs = claim(&store).await;
+    assert_eq!(jobs.len(), 20);
+    let later = now_micros() + 3_600_000_000;
+    let mut tasks = Vec::new();
+    for (n, mut job) in jobs.into_iter().enumerate() {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let delivery = store.delivery_of_job(&job).await.expect("delivery");
+            let to_good = delivery.endpoint_id == good;
+            let (attempt, settlement, expect) = if to_good {
+                (
+                    attempt("success", Some(200)),
+                    Settlement::Succeeded,
+                    "succeeded",
+                )
+            } else if n % 3 == 0 {
+                (
+                    attempt("fail", Some(400)),
+                    Settlement::Failed("HTTP 400".into()),
+                    "failed",
+                )
+            } else {
+                (
+                    attempt("retry", Some(500)),
+                    Settlement::RetryAt(later),
+                    "pending",
+                )
+            };
+            let lost = n == 7;
+            if lost {
+                job.lease_token = uuid::Uuid::new_v4();
+            }
+            let recorded = store
+                .record_attempt(&job, &delivery, attempt, settlement)
+                .await
+                .expect("record");
+            assert_eq!(recorded.lease_held, !lost);
+            (
+                delivery.id,
+                if lost { "pending" } else { expect },
+                if lost { 0 } else { 1 },
+            )
+        }));
+    }
+    for task in tasks {
+        let (id, state, attempts) = task.await.expect("no panic");
+        let now = store.get_delivery(s.ws, id).await.expect("get");
+        assert_eq!(
+            (now.state.as_str(), now.attempts),
+            (state, attempts),
+            "{id}"
+        );
+        assert_eq!(store.list_attempts(s.ws, id).await.expect("log").len(), 1);
+    }
+    let good = store.get_endpoint(s.ws, good).await.expect("good").health;
+    assert!(good.last_success_at.is_some() && good.failing_since.is_none());
+    let bad = store.get_endpoint(s.ws, bad).await.expect("bad").health;
+    assert!(bad.failing_since.is_some() && bad.last_success_at.is_none());
+    // The job of the delivery whose lease was lost is still held by its (real) lease; the
+    // retried ones wait an hour; nothing else is claimable.
+    assert!(claim(&store).await.is_empty());
+}
+
 contract_tests!(
+    concurrent_attempts_settle_each_delivery,
     dispatched_deliveries_can_come_back_leased,
     dispatch_fans_out_each_event_once,
     attempts_settle_delivery_job_and_health,
