@@ -107,9 +107,10 @@ async fn dispatch_workspace(
         Ok(dispatched) => {
             metrics::counter!("casehook_deliveries_created_total").increment(planned as u64);
             for job in dispatched.leased {
-                // Only fails when the workers are gone (shutdown): the lease then runs out
-                // and the job is claimed like any other.
-                let _ = engine.inner.handoff.send(job);
+                // Only fails when the workers have stopped (shutdown): give the job back.
+                if let Err(unsent) = engine.inner.handoff.send(job) {
+                    crate::release(engine, &unsent.0).await;
+                }
             }
             Ok(planned)
         }

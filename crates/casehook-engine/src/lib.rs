@@ -239,8 +239,25 @@ async fn run_deliveries(
             spawn(&mut running, permit, job);
         }
     }
-    // Let sends in flight finish and record their attempts. Leased jobs still in the
-    // channel are left to their leases: another process (or the next start) takes them.
+    // Deliveries handed to us but not started go back to the queue at once, rather than
+    // waiting out their leases; then sends in flight finish and record their attempts.
+    handed.close();
+    while let Some(job) = handed.recv().await {
+        release(&engine, &job).await;
+    }
     while running.join_next().await.is_some() {}
     tracing::debug!("delivery workers stopped");
+}
+
+/// Give a leased job back to the queue, due now (a worker that will not run it).
+pub(crate) async fn release(engine: &Engine, job: &ClaimedJob) {
+    let now = casehook_store::now_micros();
+    if let Err(e) = engine
+        .inner
+        .store
+        .retry_job(job, now, "released at shutdown")
+        .await
+    {
+        tracing::warn!(job = %job.id, error = %e, "could not release a job; its lease will run out");
+    }
 }

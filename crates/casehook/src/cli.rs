@@ -25,6 +25,14 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What a `serve` process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServeRole {
+    All,
+    Api,
+    Worker,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -80,6 +88,11 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "CASEHOOK_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
+    /// What this process does: `all` (the API and the workers), `api` (the API only; other
+    /// processes on the same PostgreSQL run the workers), `worker` (the dispatcher and the
+    /// delivery workers, with only /healthz, /readyz and /metrics on the listen address).
+    #[arg(long, env = "CASEHOOK_ROLE", value_enum, default_value_t = ServeRole::All)]
+    pub role: ServeRole,
     /// Let outbound requests (webhook deliveries) reach loopback, private and link-local
     /// addresses. Off by default: a webhook URL must not reach into your own network.
     #[arg(long, env = "CASEHOOK_ALLOW_PRIVATE_NETWORKS")]

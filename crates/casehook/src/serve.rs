@@ -10,7 +10,7 @@ use std::time::Duration;
 use casehook_engine::{Engine, EngineConfig};
 use casehook_outbound::{Client, ClientConfig, OutboundPolicy};
 
-use crate::cli::{DatabaseArgs, ServeArgs};
+use crate::cli::{DatabaseArgs, ServeArgs, ServeRole};
 use crate::master_key;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -46,9 +46,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         engine.clone(),
     );
     let (stop_workers, stop) = tokio::sync::watch::channel(false);
-    let mut workers = engine.start(stop);
-    tracing::info!(address = %local, "casehook is listening");
-    casehook_server::serve(listener, state, signals.wait()).await?;
+    let mut workers = if args.role == ServeRole::Api {
+        tokio::task::JoinSet::new()
+    } else {
+        engine.start(stop)
+    };
+    let router = if args.role == ServeRole::Worker {
+        casehook_server::with_layers(casehook_server::routes::ops::router(), state)
+    } else {
+        casehook_server::app(state)
+    };
+    tracing::info!(address = %local, role = ?args.role, "casehook is listening");
+    casehook_server::serve_router(listener, router, signals.wait()).await?;
     // Workers finish the deliveries they are sending and record them.
     let _ = stop_workers.send(true);
     while workers.join_next().await.is_some() {}

@@ -291,3 +291,29 @@ fn signing_secrets_are_sealed_at_rest_under_a_private_key_file() {
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.json()["secret"], secret.as_str());
 }
+
+#[test]
+fn api_and_worker_roles_split_the_work_on_one_postgres() {
+    let Some(url) = casehook_testkit::postgres().map(|pg| pg.create_database()) else {
+        return;
+    };
+    let receiver = Receiver::start(Box::new(|_| Reply::Ok));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let api = serve(dir.path(), &["--database-url", &url, "--role", "api"]);
+    let key = api.admin_key();
+    let form = create_form(api.addr, &key, "Claims");
+    create_endpoint(api.addr, &key, &receiver.url);
+    let case = create_case(api.addr, &key, &form, "waits for a worker");
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(receiver.received().is_empty(), "the api role delivered");
+
+    let worker = serve(dir.path(), &["--database-url", &url, "--role", "worker"]);
+    let got = receiver.wait_until("the worker delivers", |r| !delivered(r).is_empty());
+    assert_eq!(got[0].resource_id, case["id"].as_str().expect("id"));
+    let api_on_worker =
+        crate::harness::get(worker.addr, "/api/v1/forms", Some(&key)).expect("answer");
+    assert_eq!(api_on_worker.status, 404, "the worker serves no API");
+    let ready = crate::harness::get(worker.addr, "/readyz", None).expect("readyz");
+    assert_eq!(ready.status, 200);
+    drop((api, worker));
+}
