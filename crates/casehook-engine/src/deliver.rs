@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use casehook_core::case::Case;
-use casehook_core::content::{encode, query_pairs};
+use casehook_core::content::{ContentSpec, encode, query_pairs};
 use casehook_core::endpoint::{Method, Ordering};
 use casehook_core::event::Event;
 use casehook_core::retry::{AttemptOutcome, Verdict, parse_retry_after};
@@ -180,7 +180,9 @@ pub(crate) fn build_request(
     event: &Event,
 ) -> Result<(OutboundRequest, Prepared), String> {
     let config = &endpoint.config;
-    let case: Option<Case> = if event.event_type.starts_with("case.") {
+    // Only selected fields read the case; the envelope carries the event as it is.
+    let fields_mode = !matches!(config.content, ContentSpec::Envelope);
+    let case: Option<Case> = if fields_mode && event.event_type.starts_with("case.") {
         serde_json::from_value(event.data.clone()).ok()
     } else {
         None
@@ -342,11 +344,12 @@ fn settle(endpoint: &LiveEndpoint, delivery: &DeliveryRecord, exchange: &Exchang
         }
     };
     // Failing without a success for longer than the endpoint allows: disable it.
-    let limit = time::Duration::seconds(
-        i64::try_from(endpoint.config.disable_after_secs).unwrap_or(i64::MAX),
-    );
     if let Some(since) = endpoint.record.health.failing_since
-        && OffsetDateTime::now_utc() - since > limit
+        && failing_too_long(
+            since,
+            endpoint.config.disable_after_secs,
+            OffsetDateTime::now_utc(),
+        )
     {
         return Settlement::FailedAndDisable {
             error: error(),
@@ -373,5 +376,40 @@ fn verdict_of(endpoint: &LiveEndpoint, exchange: &Exchange) -> &'static str {
         Some(Verdict::Retry) => "retry",
         Some(Verdict::Gone) => "gone",
         _ => "fail",
+    }
+}
+
+/// Whether an endpoint failing since `since` has failed for longer than it allows.
+fn failing_too_long(since: OffsetDateTime, disable_after_secs: u64, now: OffsetDateTime) -> bool {
+    let limit = time::Duration::seconds(i64::try_from(disable_after_secs).unwrap_or(i64::MAX));
+    now - since > limit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endpoint_is_disabled_only_past_its_failing_period() {
+        let now = OffsetDateTime::now_utc();
+        let day = 86_400;
+        assert!(!failing_too_long(
+            now - time::Duration::days(4),
+            5 * day,
+            now
+        ));
+        assert!(failing_too_long(
+            now - time::Duration::days(6),
+            5 * day,
+            now
+        ));
+        assert!(failing_too_long(now - time::Duration::seconds(61), 60, now));
+        assert!(!failing_too_long(now, 60, now));
+        // An absurd setting never overflows into "disable now".
+        assert!(!failing_too_long(
+            now - time::Duration::days(3650),
+            u64::MAX,
+            now
+        ));
     }
 }

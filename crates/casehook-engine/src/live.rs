@@ -254,3 +254,45 @@ impl EndpointCache {
         self.loaded.invalidate(&id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_bounds_requests_in_flight() {
+        let gate = Gate::new();
+        let first = gate.admit(Some(2), None).expect("room").expect("a permit");
+        let _second = gate.admit(Some(2), None).expect("room").expect("a permit");
+        assert!(matches!(gate.admit(Some(2), None), Err(Wait::InFlight)));
+        drop(first);
+        assert!(
+            gate.admit(Some(2), None).is_ok(),
+            "a finished request frees its slot"
+        );
+        assert!(gate.admit(None, None).expect("no limit").is_none());
+    }
+
+    #[test]
+    fn the_gate_bounds_requests_per_second() {
+        let gate = Gate::new();
+        for _ in 0..3 {
+            assert!(gate.admit(None, Some(3)).is_ok());
+        }
+        match gate.admit(None, Some(3)) {
+            Err(Wait::Rate(wait)) => assert!(wait <= Duration::from_secs(1)),
+            other => panic!("expected to wait, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_changed_limit_takes_effect() {
+        let gate = Gate::new();
+        let _held = gate.admit(Some(1), None).expect("room");
+        assert!(matches!(gate.admit(Some(1), None), Err(Wait::InFlight)));
+        assert!(
+            gate.admit(Some(5), None).is_ok(),
+            "the new, larger limit applies at once"
+        );
+    }
+}
