@@ -309,7 +309,12 @@ async fn recover_deliveries(
 ) -> ApiResult<(axum::http::StatusCode, Json<Recovered>)> {
     caller.require(Role::Admin)?;
     let id: EndpointId = parse_id(&id, "endpoint")?;
-    let since = query_time("since", &body.since)?;
+    let since = query_time("since", &body.since).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_body",
+            "`since` must be an RFC 3339 time such as 2026-01-31T12:00:00Z",
+        )
+    })?;
     let deliveries = state
         .store
         .recover_failed_deliveries(caller.workspace, id, since)

@@ -516,6 +516,13 @@ async fn test_send_and_manual_replay(app: TestApp) {
             .items()
             .is_empty()
     );
+    app.post(
+        &format!("/endpoints/{id}/recover"),
+        &app.admin_key,
+        json!({"since": "yesterday"}),
+    )
+    .await
+    .expect_error(400, "invalid_body");
 
     let case = app
         .create_case(form["id"].as_str().expect("id"), json!({}))
@@ -557,6 +564,27 @@ async fn test_send_and_manual_replay(app: TestApp) {
         .expect_status(200)
         .items();
     assert!(!filtered.is_empty());
+}
+
+async fn a_failed_test_send_says_what_came_back(app: TestApp) {
+    let receiver = Receiver::start(vec![Answer::Status(503)]).await;
+    let created = endpoint(&app, &receiver, json!({})).await;
+    let id = created["id"].as_str().expect("id");
+    let result = app
+        .post(&format!("/endpoints/{id}/test"), &app.admin_key, json!({}))
+        .await
+        .expect_status(200)
+        .body;
+    assert_eq!(result["success"], false);
+    assert_eq!(result["status"], 503);
+    assert_eq!(result["verdict"], "retry");
+    assert_eq!(result["error_kind"], "http_status");
+    assert_eq!(
+        app.get(&format!("/endpoints/{id}"), &app.admin_key)
+            .await
+            .body["health"],
+        "setup"
+    );
 }
 
 async fn private_addresses_are_refused_by_the_guard(app: TestApp) {
@@ -773,6 +801,7 @@ api_tests!(
     credentials_and_secrets_stay_hidden,
     test_send_and_manual_replay,
     private_addresses_are_refused_by_the_guard,
+    a_failed_test_send_says_what_came_back,
     ordered_endpoints_keep_a_cases_events_in_order,
     responses_map_back_into_the_case
 );
