@@ -21,7 +21,7 @@ use crate::Store;
 use crate::db::{Arg, Conn, Dialect, Row, args, from_micros, now_micros};
 use crate::endpoints::{self, disabled_event};
 use crate::error::{Result, StoreError};
-use crate::jobs::{ClaimedJob, NewJob, enqueue, enqueue_leased};
+use crate::jobs::{ClaimedJob, NewJob, Settle, enqueue, enqueue_leased, settle};
 use crate::writer::{Tx, WriteOp};
 
 /// The job queue deliveries run on.
@@ -631,24 +631,15 @@ impl WriteOp for RecordAttempt {
                 &params,
             )
             .await?;
-        let settled = match &self.settlement {
-            Settlement::RetryAt(due) => tx
-                .conn
-                .execute(
-                    "UPDATE jobs SET state = 'pending', due_at = $1, lease_token = NULL, last_error = $2, updated_at = $3
-                     WHERE id = $4 AND lease_token = $5",
-                    &args![*due, a.error_message.clone(), now, self.job_id, self.lease_token],
-                )
-                .await?,
-            _ => tx
-                .conn
-                .execute(
-                    "DELETE FROM jobs WHERE id = $1 AND lease_token = $2",
-                    &args![self.job_id, self.lease_token],
-                )
-                .await?,
+        let how = match &self.settlement {
+            Settlement::RetryAt(due) => Settle::Retry {
+                due_at: *due,
+                error: a.error_message.clone(),
+            },
+            _ => Settle::Complete,
         };
-        if settled == 0 {
+        let settled = settle(tx, self.job_id, self.lease_token, &how).await?;
+        if !settled {
             return Ok(Recorded::default());
         }
         let (state, next, finished, error) = self.outcome(now);
@@ -731,16 +722,12 @@ impl WriteOp for Defer {
     type Output = bool;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<bool> {
         let now = now_micros();
-        let changed = tx
-            .conn
-            .execute(
-                "UPDATE jobs SET state = 'pending', due_at = $1, lease_token = NULL, attempts = attempts - 1,
-                        last_error = $2, updated_at = $3
-                 WHERE id = $4 AND lease_token = $5",
-                &args![self.until, self.reason.as_str(), now, self.job_id, self.lease_token],
-            )
-            .await?;
-        if changed == 1 {
+        let how = Settle::Postpone {
+            due_at: self.until,
+            reason: self.reason.clone(),
+        };
+        let changed = settle(tx, self.job_id, self.lease_token, &how).await?;
+        if changed {
             tx.conn
                 .execute(
                     "UPDATE deliveries SET next_attempt_at = $1, updated_at = $2 WHERE id = $3",
@@ -748,7 +735,7 @@ impl WriteOp for Defer {
                 )
                 .await?;
         }
-        Ok(changed == 1)
+        Ok(changed)
     }
 }
 
@@ -764,14 +751,8 @@ impl WriteOp for Abandon {
     type Output = bool;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<bool> {
         let now = now_micros();
-        let changed = tx
-            .conn
-            .execute(
-                "DELETE FROM jobs WHERE id = $1 AND lease_token = $2",
-                &args![self.job_id, self.lease_token],
-            )
-            .await?;
-        if changed == 1 {
+        let changed = settle(tx, self.job_id, self.lease_token, &Settle::Complete).await?;
+        if changed {
             tx.conn
                 .execute(
                     "UPDATE deliveries SET state = 'failed', last_error = $1, next_attempt_at = NULL, job_id = NULL,
@@ -781,7 +762,7 @@ impl WriteOp for Abandon {
                 )
                 .await?;
         }
-        Ok(changed == 1)
+        Ok(changed)
     }
 }
 

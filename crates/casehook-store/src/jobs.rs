@@ -173,10 +173,60 @@ impl WriteOp for Claim {
 }
 
 /// What to do with a job whose lease the caller holds.
-enum Settle {
+#[derive(Clone, Debug)]
+pub(crate) enum Settle {
+    /// Done: the job is deleted.
     Complete,
-    Retry { due_at: i64, error: String },
+    /// Run again at `due_at`.
+    Retry { due_at: i64, error: Option<String> },
+    /// Run again at `due_at` without counting this claim as an attempt (the holder did not
+    /// try: it was waiting for something).
+    Postpone { due_at: i64, reason: String },
+    /// Never run again.
     Bury { error: String },
+}
+
+/// Settle a job inside the caller's transaction, if the caller still holds its lease
+/// (`false`: the lease ran out and someone else holds the job now). Every way a job leaves
+/// a worker's hands goes through here.
+pub(crate) async fn settle(tx: &mut Tx<'_>, id: JobId, token: Uuid, how: &Settle) -> Result<bool> {
+    let now = now_micros();
+    let changed = match how {
+        Settle::Complete => {
+            tx.conn
+                .execute("DELETE FROM jobs WHERE id = $1 AND lease_token = $2", &args![id, token])
+                .await?
+        }
+        Settle::Retry { due_at, error } => {
+            tx.conn
+                .execute(
+                    "UPDATE jobs SET state = 'pending', due_at = $1, lease_token = NULL, last_error = $2, updated_at = $3
+                     WHERE id = $4 AND lease_token = $5",
+                    &args![*due_at, error.clone(), now, id, token],
+                )
+                .await?
+        }
+        Settle::Postpone { due_at, reason } => {
+            tx.conn
+                .execute(
+                    "UPDATE jobs SET state = 'pending', due_at = $1, lease_token = NULL, attempts = attempts - 1,
+                            last_error = $2, updated_at = $3
+                     WHERE id = $4 AND lease_token = $5",
+                    &args![*due_at, reason.as_str(), now, id, token],
+                )
+                .await?
+        }
+        Settle::Bury { error } => {
+            tx.conn
+                .execute(
+                    "UPDATE jobs SET state = 'dead', lease_token = NULL, last_error = $1, updated_at = $2
+                     WHERE id = $3 AND lease_token = $4",
+                    &args![error.as_str(), now, id, token],
+                )
+                .await?
+        }
+    };
+    Ok(changed == 1)
 }
 
 struct SettleJob {
@@ -188,33 +238,7 @@ struct SettleJob {
 impl WriteOp for SettleJob {
     type Output = bool;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<bool> {
-        let now = now_micros();
-        let changed = match &self.how {
-            Settle::Complete => {
-                tx.conn
-                    .execute("DELETE FROM jobs WHERE id = $1 AND lease_token = $2", &args![self.id, self.token])
-                    .await?
-            }
-            Settle::Retry { due_at, error } => {
-                tx.conn
-                    .execute(
-                        "UPDATE jobs SET state = 'pending', due_at = $1, lease_token = NULL, last_error = $2, updated_at = $3
-                         WHERE id = $4 AND lease_token = $5",
-                        &args![*due_at, error.as_str(), now, self.id, self.token],
-                    )
-                    .await?
-            }
-            Settle::Bury { error } => {
-                tx.conn
-                    .execute(
-                        "UPDATE jobs SET state = 'dead', lease_token = NULL, last_error = $1, updated_at = $2
-                         WHERE id = $3 AND lease_token = $4",
-                        &args![error.as_str(), now, self.id, self.token],
-                    )
-                    .await?
-            }
-        };
-        Ok(changed == 1)
+        settle(tx, self.id, self.token, &self.how).await
     }
 }
 
@@ -256,7 +280,7 @@ impl Store {
     pub async fn retry_job(&self, job: &ClaimedJob, due_at: i64, error: &str) -> Result<bool> {
         let how = Settle::Retry {
             due_at,
-            error: error.into(),
+            error: Some(error.into()),
         };
         self.writer()
             .run(SettleJob {
