@@ -230,7 +230,10 @@ fn apply_rule(
         FieldError::new(
             rule.field.clone(),
             code,
-            format!("rules[{i}] (`{}`): {message}", coerce::shorten(&rule.path)),
+            format!(
+                "rules[{i}] (`{}`): {message}",
+                crate::validate::shorten(&rule.path)
+            ),
         )
     };
     let Some(field) = form.field(&rule.field) else {
@@ -325,7 +328,7 @@ fn check_target(rule: &MappingRule, form: &FormSpec, at: &str, errors: &mut Vec<
             FieldErrorCode::UnknownField,
             format!(
                 "{} is not a field of this form",
-                coerce::describe_str(&rule.field)
+                crate::validate::describe_str(&rule.field)
             ),
         ));
         return;

@@ -15,7 +15,7 @@ use crate::error::{FieldError, FieldErrorCode};
 use crate::form::{FieldDef, FieldType, FormSpec};
 
 /// Longest piece of input echoed back in a message; longer values are described, not shown.
-const MAX_ECHO_CHARS: usize = 60;
+pub(crate) const MAX_ECHO_CHARS: usize = 60;
 
 /// Up to this many options are listed in a message; beyond, only their number is given.
 const MAX_LISTED_OPTIONS: usize = 10;
@@ -374,7 +374,7 @@ fn one_of<'a>(values: impl ExactSizeIterator<Item = &'a str>) -> String {
 }
 
 /// A value as a message names it: the kind, and the value itself when it is short.
-fn describe(v: &Value) -> String {
+pub(crate) fn describe(v: &Value) -> String {
     match v {
         Value::Null => "null".to_owned(),
         Value::Bool(b) => format!("a boolean {b}"),
@@ -388,12 +388,22 @@ fn describe(v: &Value) -> String {
 
 /// Input is echoed only when short: a message must stay readable and must not become a way
 /// to copy large payloads into logs.
-fn describe_str(s: &str) -> String {
+pub(crate) fn describe_str(s: &str) -> String {
     let n = s.chars().count();
     if n > MAX_ECHO_CHARS {
         format!("a string of {n} characters")
     } else {
         format!("a string {}", Value::from(s))
+    }
+}
+
+/// At most [`MAX_ECHO_CHARS`] characters of `s`, marked when cut.
+pub(crate) fn shorten(s: &str) -> String {
+    if s.chars().count() > MAX_ECHO_CHARS {
+        let head: String = s.chars().take(MAX_ECHO_CHARS).collect();
+        format!("{head}…")
+    } else {
+        s.to_owned()
     }
 }
 

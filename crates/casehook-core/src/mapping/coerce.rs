@@ -8,10 +8,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::error::FieldErrorCode;
 use crate::form::{FieldDef, FieldType};
-use crate::validate::check_value;
-
-/// Longest piece of input echoed back in a message.
-const MAX_ECHO_CHARS: usize = 60;
+use crate::validate::{check_value, describe, shorten};
 
 /// Up to this many options are listed in a message.
 const MAX_LISTED_OPTIONS: usize = 10;
@@ -147,38 +144,4 @@ fn options(field: &FieldDef) -> String {
         .map(|o| Value::from(shorten(&o.value)).to_string())
         .collect();
     listed.join(", ")
-}
-
-/// A value as a message names it: its kind, and the value itself when short.
-pub(super) fn describe(v: &Value) -> String {
-    match v {
-        Value::Null => "null".to_owned(),
-        Value::Bool(b) => format!("a boolean {b}"),
-        Value::Number(n) => format!("a number {n}"),
-        Value::String(s) => describe_str(s),
-        Value::Array(a) if a.len() == 1 => "a list of 1 item".to_owned(),
-        Value::Array(a) => format!("a list of {} items", a.len()),
-        Value::Object(_) => "an object".to_owned(),
-    }
-}
-
-/// Text is echoed only when short: a message must stay readable and must not copy large
-/// responses into logs.
-pub(super) fn describe_str(s: &str) -> String {
-    let n = s.chars().count();
-    if n > MAX_ECHO_CHARS {
-        format!("a string of {n} characters")
-    } else {
-        format!("a string {}", Value::from(s))
-    }
-}
-
-/// At most [`MAX_ECHO_CHARS`] characters of `s`.
-pub(super) fn shorten(s: &str) -> String {
-    if s.chars().count() > MAX_ECHO_CHARS {
-        let head: String = s.chars().take(MAX_ECHO_CHARS).collect();
-        format!("{head}…")
-    } else {
-        s.to_owned()
-    }
 }

@@ -3,7 +3,6 @@
 
 use serde_json_path::JsonPath;
 
-use super::coerce;
 use super::{MAX_DESCENDANTS, MAX_PATH_BYTES, MAX_PATH_NESTING};
 
 /// Why a path was refused.
@@ -18,7 +17,7 @@ pub(super) enum PathError {
 
 impl PathError {
     pub(super) fn sentence(&self, path: &str) -> String {
-        let shown = coerce::shorten(path);
+        let shown = crate::validate::shorten(path);
         match self {
             Self::TooLong(n) => {
                 format!("the path is {n} bytes long; at most {MAX_PATH_BYTES} are allowed")
