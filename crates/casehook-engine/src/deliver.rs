@@ -122,13 +122,14 @@ pub(crate) async fn process(engine: &Engine, job: ClaimedJob) -> Result<(), Engi
     };
     let started_at = now_micros();
     let exchange = engine.inner.client.send(request).await;
+    let verdict = verdict(&endpoint, &exchange);
+    let settlement = settle(&endpoint, &delivery, &exchange, verdict);
     let attempt = attempt_record(
         &exchange,
         started_at,
         &prepared,
-        verdict_of(&endpoint, &exchange),
+        attempt_verdict(verdict, &settlement),
     );
-    let settlement = settle(&endpoint, &delivery, &exchange);
     let verdict = attempt.verdict.clone();
     metrics::counter!("casehook_delivery_attempts_total", "verdict" => verdict).increment(1);
     metrics::histogram!("casehook_delivery_attempt_seconds")
@@ -163,7 +164,7 @@ pub async fn test_send(
         &exchange,
         started_at,
         &prepared,
-        verdict_of(endpoint, &exchange),
+        verdict_name(verdict(endpoint, &exchange)),
     ))
 }
 
@@ -311,12 +312,16 @@ fn outcome(exchange: &Exchange) -> Option<AttemptOutcome> {
 }
 
 /// The delivery's fate after this exchange, under the endpoint's retry policy.
-fn settle(endpoint: &LiveEndpoint, delivery: &DeliveryRecord, exchange: &Exchange) -> Settlement {
+fn settle(
+    endpoint: &LiveEndpoint,
+    delivery: &DeliveryRecord,
+    exchange: &Exchange,
+    verdict: Option<Verdict>,
+) -> Settlement {
     let policy = &endpoint.config.retry;
-    let Some(outcome) = outcome(exchange) else {
+    let Some(verdict) = verdict else {
         return Settlement::Failed("no answer and no error (should not happen)".into());
     };
-    let verdict = policy.verdict(outcome);
     let error = || describe_failure(exchange);
     let settlement = match verdict {
         Verdict::Success => return Settlement::Succeeded,
@@ -369,13 +374,29 @@ fn describe_failure(exchange: &Exchange) -> String {
     }
 }
 
-/// The verdict name stored with an attempt.
-fn verdict_of(endpoint: &LiveEndpoint, exchange: &Exchange) -> &'static str {
-    match outcome(exchange).map(|o| endpoint.config.retry.verdict(o)) {
+/// What the endpoint's retry policy makes of the exchange (`None`: neither an answer nor an
+/// error, which the client never returns).
+fn verdict(endpoint: &LiveEndpoint, exchange: &Exchange) -> Option<Verdict> {
+    outcome(exchange).map(|o| endpoint.config.retry.verdict(o))
+}
+
+fn verdict_name(verdict: Option<Verdict>) -> &'static str {
+    match verdict {
         Some(Verdict::Success) => "success",
         Some(Verdict::Retry) => "retry",
         Some(Verdict::Gone) => "gone",
-        _ => "fail",
+        Some(Verdict::Fail) | None => "fail",
+    }
+}
+
+/// The verdict stored with a delivery's attempt: what actually became of the delivery (a
+/// retryable failure with the schedule used up is a `fail`).
+fn attempt_verdict(verdict: Option<Verdict>, settlement: &Settlement) -> &'static str {
+    match settlement {
+        Settlement::Succeeded => "success",
+        Settlement::RetryAt(_) => "retry",
+        Settlement::FailedAndDisable { .. } if verdict == Some(Verdict::Gone) => "gone",
+        Settlement::Failed(_) | Settlement::FailedAndDisable { .. } => "fail",
     }
 }
 
@@ -388,6 +409,30 @@ fn failing_too_long(since: OffsetDateTime, disable_after_secs: u64, now: OffsetD
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_attempt_is_logged_with_what_became_of_its_delivery() {
+        let retry = Some(Verdict::Retry);
+        assert_eq!(attempt_verdict(retry, &Settlement::RetryAt(1)), "retry");
+        assert_eq!(
+            attempt_verdict(retry, &Settlement::Failed("gave up".into())),
+            "fail",
+            "a retryable failure past the schedule"
+        );
+        let disable = |reason: &str| Settlement::FailedAndDisable {
+            error: "e".into(),
+            reason: reason.into(),
+        };
+        assert_eq!(
+            attempt_verdict(Some(Verdict::Gone), &disable("410")),
+            "gone"
+        );
+        assert_eq!(attempt_verdict(retry, &disable("failing too long")), "fail");
+        assert_eq!(
+            attempt_verdict(Some(Verdict::Success), &Settlement::Succeeded),
+            "success"
+        );
+    }
 
     #[test]
     fn an_endpoint_is_disabled_only_past_its_failing_period() {

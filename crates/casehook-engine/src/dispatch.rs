@@ -79,10 +79,20 @@ async fn dispatch_workspace(
         if wanting.is_empty() {
             continue;
         }
-        let envelope = envelope(event);
-        let case = case_of(engine, event).await?;
+        // What a condition sees is built only when some endpoint has one.
+        let inputs = if wanting.iter().any(|e| e.condition.is_some()) {
+            Some((envelope(event), case_of(engine, event).await?))
+        } else {
+            None
+        };
         for endpoint in wanting {
-            if passes_condition(endpoint, event, &envelope, case.as_ref()) {
+            let passes = match &inputs {
+                Some((envelope, case)) => {
+                    passes_condition(endpoint, event, envelope, case.as_ref())
+                }
+                None => true,
+            };
+            if passes {
                 plan.push(NewDelivery {
                     endpoint_id: endpoint.record.id,
                     event_id: event.id,
