@@ -538,6 +538,14 @@ impl WriteOp for DeleteCase {
 
 /// `data.<key> = value`, comparing by JSON value on both backends: numbers by numeric value
 /// (10 equals 10.0), strings only with strings. `key` is a checked field key.
+/// The column and value a case reference names a case by.
+fn ref_column(case: CaseRef) -> (&'static str, Arg) {
+    match case {
+        CaseRef::Id(id) => ("id", id.into()),
+        CaseRef::Number(n) => ("number", n.into()),
+    }
+}
+
 fn data_equals_clause(dialect: Dialect, key: &str, value: &Value) -> (String, Arg) {
     match (dialect, value) {
         (Dialect::Postgres, _) => (format!(" AND data -> '{key}' = ?"), value.clone().into()),
@@ -608,10 +616,7 @@ impl Store {
 
     /// A live case by id or number.
     pub async fn get_case(&self, workspace: WorkspaceId, case: CaseRef) -> Result<Case> {
-        let (column, arg): (&str, Arg) = match case {
-            CaseRef::Id(id) => ("id", id.into()),
-            CaseRef::Number(n) => ("number", n.into()),
-        };
+        let (column, arg) = ref_column(case);
         let mut lease = self.read().await?;
         let row = lease
             .conn()
@@ -632,10 +637,7 @@ impl Store {
         case: CaseRef,
         include_deleted: bool,
     ) -> Result<CaseId> {
-        let (column, arg): (&str, Arg) = match case {
-            CaseRef::Id(id) => ("id", id.into()),
-            CaseRef::Number(n) => ("number", n.into()),
-        };
+        let (column, arg) = ref_column(case);
         let live = if include_deleted {
             ""
         } else {

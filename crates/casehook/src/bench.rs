@@ -333,7 +333,17 @@ pub(crate) fn reset_peak_rss() {
 }
 
 pub(crate) fn peak_rss_kib() -> Option<u64> {
+    proc_status_kib("VmHWM:")
+}
+
+/// The resident set size now.
+pub(crate) fn current_rss_kib() -> Option<u64> {
+    proc_status_kib("VmRSS:")
+}
+
+/// A `kB` figure of /proc/self/status.
+fn proc_status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::bench::{BENCH_KEY, peak_rss_kib, percentile, reset_peak_rss};
+use crate::bench::{BENCH_KEY, current_rss_kib, peak_rss_kib, percentile, reset_peak_rss};
 
 #[derive(Debug, Clone, Args)]
 pub struct DeliveryArgs {
@@ -491,10 +491,4 @@ async fn backlog(args: &DeliveryArgs, url: &str, empty_rate: f64) -> anyhow::Res
     );
     stack.stop().await;
     Ok(())
-}
-
-fn current_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
