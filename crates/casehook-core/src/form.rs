@@ -45,6 +45,21 @@ pub enum FieldType {
 }
 
 impl FieldType {
+    /// Every field type.
+    pub const ALL: [FieldType; 11] = [
+        FieldType::Text,
+        FieldType::Number,
+        FieldType::Date,
+        FieldType::Datetime,
+        FieldType::Boolean,
+        FieldType::Select,
+        FieldType::MultiSelect,
+        FieldType::Array,
+        FieldType::Object,
+        FieldType::Url,
+        FieldType::ApiCall,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Text => "text",

@@ -8,19 +8,7 @@ use super::*;
 use crate::form::{FieldDef, FieldOption};
 use crate::validate::check_value;
 
-const TYPES: [FieldType; 11] = [
-    FieldType::Text,
-    FieldType::Number,
-    FieldType::Date,
-    FieldType::Datetime,
-    FieldType::Boolean,
-    FieldType::Select,
-    FieldType::MultiSelect,
-    FieldType::Array,
-    FieldType::Object,
-    FieldType::Url,
-    FieldType::ApiCall,
-];
+const TYPES: [FieldType; 11] = FieldType::ALL;
 
 const KEYS: [&str; 5] = ["a", "b", "items", "status", "id"];
 

@@ -7,19 +7,7 @@ use serde_json::{Map, Number, Value};
 use super::*;
 use crate::form::FieldOption;
 
-const TYPES: [FieldType; 11] = [
-    FieldType::Text,
-    FieldType::Number,
-    FieldType::Date,
-    FieldType::Datetime,
-    FieldType::Boolean,
-    FieldType::Select,
-    FieldType::MultiSelect,
-    FieldType::Array,
-    FieldType::Object,
-    FieldType::Url,
-    FieldType::ApiCall,
-];
+const TYPES: [FieldType; 11] = FieldType::ALL;
 
 const OPTIONS: [&str; 3] = ["gold", "silver", "bronze"];
 
