@@ -96,3 +96,11 @@ id_type!(
     /// One HTTP try of a delivery.
     AttemptId
 );
+id_type!(
+    /// An inbound hook (incoming webhook URL).
+    InboundHookId
+);
+id_type!(
+    /// One request received by an inbound hook, as kept in its request log.
+    InboundRequestId
+);

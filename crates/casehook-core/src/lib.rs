@@ -12,6 +12,7 @@ pub mod error;
 pub mod event;
 pub mod form;
 pub mod ids;
+pub mod inbound;
 pub mod mapping;
 pub mod retry;
 pub mod role;

@@ -48,6 +48,13 @@ pub const MAX_SEPARATOR_CHARS: usize = 32;
 /// The most sub-paths an `each` rule may map.
 pub const MAX_EACH_FIELDS: usize = 50;
 
+/// Parse a JSONPath under the same cost bounds as mapping rules; the error is a sentence
+/// naming what is wrong (for save-time checks of paths used elsewhere, such as an inbound
+/// hook's match rule).
+pub fn compile_json_path(path: &str) -> Result<JsonPath, String> {
+    compile_path(path).map_err(|e| e.sentence(path))
+}
+
 /// Rules that copy values from a response into case fields.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// Post to one inbound hook (`/in/…`) and nothing else: the key names its hook.
+    Inbound,
     /// Read anything in the workspace.
     Read,
     /// Read, and create and change cases and events.
@@ -38,6 +40,7 @@ impl Role {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Inbound => "inbound",
             Role::Read => "read",
             Role::Member => "member",
             Role::Admin => "admin",
@@ -58,8 +61,9 @@ impl FromStr for Role {
             "read" => Ok(Role::Read),
             "member" => Ok(Role::Member),
             "admin" => Ok(Role::Admin),
+            "inbound" => Ok(Role::Inbound),
             other => Err(format!(
-                "unknown role `{other}` (expected admin, member or read)"
+                "unknown role `{other}` (expected admin, member, read or inbound)"
             )),
         }
     }
@@ -75,6 +79,7 @@ mod tests {
         assert!(Role::Member.allows(Role::Read));
         assert!(!Role::Read.allows(Role::Member));
         assert!(!Role::Member.allows(Role::Admin));
+        assert!(!Role::Inbound.allows(Role::Read), "an inbound key reads nothing");
     }
 
     #[test]

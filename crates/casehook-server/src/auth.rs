@@ -46,6 +46,7 @@ pub fn generate_key(name: &str, role: Role, secret: Option<String>) -> Generated
         role,
         hash: hash_key(&secret),
         prefix,
+        hook_id: None,
     };
     GeneratedKey { secret, stored }
 }
@@ -75,7 +76,7 @@ impl KeyCache {
         self.0.invalidate_all();
     }
 
-    async fn lookup(&self, store: &Store, secret: &str) -> Result<Option<ApiKeyRecord>, ApiError> {
+    pub(crate) async fn lookup(&self, store: &Store, secret: &str) -> Result<Option<ApiKeyRecord>, ApiError> {
         let hash = hash_key(secret);
         if let Some(hit) = self.0.get(&hash) {
             return Ok(hit);

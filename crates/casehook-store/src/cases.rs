@@ -73,10 +73,10 @@ pub struct CasePage {
     pub next_cursor: Option<i64>,
 }
 
-const COLUMNS: &str = "id, workspace_id, form_id, number, status, data, external_refs, version, created_by, \
+pub(crate) const COLUMNS: &str = "id, workspace_id, form_id, number, status, data, external_refs, version, created_by, \
                        created_at, updated_at, deleted_at";
 
-fn case_from(row: &Row) -> Result<Case> {
+pub(crate) fn case_from(row: &Row) -> Result<Case> {
     Ok(Case {
         id: CaseId(row.uuid("id")?),
         workspace_id: WorkspaceId(row.uuid("workspace_id")?),
@@ -175,7 +175,7 @@ async fn check_form(
     })
 }
 
-struct CreateCase(NewCase);
+pub(crate) struct CreateCase(pub(crate) NewCase);
 
 impl CreateCase {
     /// The case as it will be stored, once it has its number.
@@ -376,13 +376,13 @@ impl WriteOp for CreateCase {
     }
 }
 
-struct UpdateCase {
-    workspace: WorkspaceId,
-    id: CaseId,
-    patch: CasePatch,
-    expected_version: Option<i64>,
-    actor: Actor,
-    skip_triggers: bool,
+pub(crate) struct UpdateCase {
+    pub(crate) workspace: WorkspaceId,
+    pub(crate) id: CaseId,
+    pub(crate) patch: CasePatch,
+    pub(crate) expected_version: Option<i64>,
+    pub(crate) actor: Actor,
+    pub(crate) skip_triggers: bool,
 }
 
 impl WriteOp for UpdateCase {
@@ -546,7 +546,7 @@ fn ref_column(case: CaseRef) -> (&'static str, Arg) {
     }
 }
 
-fn data_equals_clause(dialect: Dialect, key: &str, value: &Value) -> (String, Arg) {
+pub(crate) fn data_equals_clause(dialect: Dialect, key: &str, value: &Value) -> (String, Arg) {
     match (dialect, value) {
         (Dialect::Postgres, _) => (format!(" AND data -> '{key}' = ?"), value.clone().into()),
         (Dialect::Sqlite, Value::Number(n)) => (

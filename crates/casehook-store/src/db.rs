@@ -66,7 +66,9 @@ id_args!(
     casehook_core::JobId,
     casehook_core::EndpointId,
     casehook_core::DeliveryId,
-    casehook_core::AttemptId
+    casehook_core::AttemptId,
+    casehook_core::InboundHookId,
+    casehook_core::InboundRequestId
 );
 
 /// Build an array of `Arg`s from anything convertible: `&args![ws, "open", 3_i64]`.

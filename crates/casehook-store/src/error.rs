@@ -44,6 +44,13 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migration(String),
+    /// One item of a multi-item write failed (and with it the whole write).
+    #[error("item {index}: {source}")]
+    Item {
+        index: usize,
+        #[source]
+        source: Box<StoreError>,
+    },
 }
 
 impl StoreError {

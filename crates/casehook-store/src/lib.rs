@@ -14,6 +14,7 @@ mod endpoints;
 mod error;
 mod events;
 mod forms;
+mod inbound;
 mod jobs;
 mod lite;
 mod migrate;
@@ -34,6 +35,11 @@ pub use endpoints::{EndpointChange, EndpointRecord, HealthMarks, NewEndpoint};
 pub use error::{Result, StoreError};
 pub use events::{EVENTS_WAKE, EventFilter, EventTypeRecord};
 pub use forms::FormRecord;
+pub use inbound::{
+    Applied, CaseMatch, HookToken, IdempotencyClaim, InboundHookChange, InboundHookRecord,
+    InboundItem, InboundRequestFilter, InboundRequestRecord, InboundWrite, NewHookToken,
+    NewInboundHook, NewInboundRequest,
+};
 pub use jobs::{ClaimedJob, JobState, NewJob};
 pub use pool::redact_url;
 pub use workspaces::{ApiKeyRecord, NewApiKey, Workspace};

@@ -29,6 +29,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_outgoing_webhooks.sql"),
         postgres: include_str!("../migrations/postgres/0002_outgoing_webhooks.sql"),
     },
+    Migration {
+        version: 3,
+        name: "incoming_webhooks",
+        sqlite: include_str!("../migrations/sqlite/0003_incoming_webhooks.sql"),
+        postgres: include_str!("../migrations/postgres/0003_incoming_webhooks.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_lock` ("casehook" in ASCII).

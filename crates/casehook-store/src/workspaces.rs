@@ -1,7 +1,7 @@
 //! Workspaces (tenants) and their API keys. Keys are stored as a SHA-256 hash of the secret
 //! plus a short prefix for recognising them in lists; the secret itself is never stored.
 
-use casehook_core::{ApiKeyId, Role, WorkspaceId};
+use casehook_core::{ApiKeyId, InboundHookId, Role, WorkspaceId};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -29,6 +29,10 @@ pub struct ApiKeyRecord {
     pub role: Role,
     /// The first characters of the key, to recognise it.
     pub prefix: String,
+    /// The one inbound hook an `inbound` key may post to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub hook_id: Option<InboundHookId>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -44,9 +48,11 @@ pub struct NewApiKey {
     pub role: Role,
     pub hash: String,
     pub prefix: String,
+    /// For `inbound` keys: the hook they may post to.
+    pub hook_id: Option<InboundHookId>,
 }
 
-const KEY_COLUMNS: &str = "id, workspace_id, name, role, key_prefix, created_at, revoked_at";
+const KEY_COLUMNS: &str = "id, workspace_id, name, role, key_prefix, hook_id, created_at, revoked_at";
 
 fn workspace_from(row: &Row) -> Result<Workspace> {
     Ok(Workspace {
@@ -64,6 +70,7 @@ fn key_from(row: &Row) -> Result<ApiKeyRecord> {
         name: row.text("name")?,
         role: role.parse().map_err(StoreError::Corrupt)?,
         prefix: row.text("key_prefix")?,
+        hook_id: row.opt_uuid("hook_id")?.map(InboundHookId),
         created_at: from_micros(row.i64("created_at")?)?,
         revoked_at: row.opt_i64("revoked_at")?.map(from_micros).transpose()?,
     })
@@ -77,8 +84,8 @@ async fn insert_key(
     let id = ApiKeyId::new();
     let inserted = conn
         .execute(
-            "INSERT INTO api_keys (id, workspace_id, name, role, key_hash, key_prefix, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO api_keys (id, workspace_id, name, role, key_hash, key_prefix, hook_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             &args![
                 id,
                 workspace,
@@ -86,6 +93,7 @@ async fn insert_key(
                 key.role.as_str(),
                 key.hash.as_str(),
                 key.prefix.as_str(),
+                key.hook_id,
                 now_micros()
             ],
         )

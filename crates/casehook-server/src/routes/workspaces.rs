@@ -60,6 +60,9 @@ pub struct ApiKeyList {
 pub struct NewKey {
     pub name: String,
     pub role: Role,
+    /// For an `inbound` key (and only for one): the inbound hook it may post to.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub hook_id: Option<casehook_core::InboundHookId>,
 }
 
 fn check_name(name: &str, what: &str) -> ApiResult<()> {
@@ -139,7 +142,26 @@ async fn create_api_key(
 ) -> ApiResult<(StatusCode, Json<IssuedKey>)> {
     caller.require(Role::Admin)?;
     check_name(&body.name, "key")?;
-    let key = generate_key(body.name.trim(), body.role, None);
+    match (body.role, body.hook_id) {
+        (Role::Inbound, Some(hook)) => {
+            state.store.get_inbound_hook(caller.workspace, hook).await?;
+        }
+        (Role::Inbound, None) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "an `inbound` key names the hook it may post to in `hook_id`",
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "only `inbound` keys are limited to a hook; leave `hook_id` out",
+            ));
+        }
+        (_, None) => {}
+    }
+    let mut key = generate_key(body.name.trim(), body.role, None);
+    key.stored.hook_id = body.hook_id;
     let record = state
         .store
         .create_api_key(caller.workspace, key.stored)

@@ -90,6 +90,7 @@ pub async fn workspace(store: &Store, name: &str) -> WorkspaceId {
         role: Role::Admin,
         hash: format!("hash-{}", uuid::Uuid::new_v4()),
         prefix: "ch_test".into(),
+        hook_id: None,
     };
     store
         .create_workspace(name, key)
