@@ -79,7 +79,10 @@ mod tests {
         assert!(Role::Member.allows(Role::Read));
         assert!(!Role::Read.allows(Role::Member));
         assert!(!Role::Member.allows(Role::Admin));
-        assert!(!Role::Inbound.allows(Role::Read), "an inbound key reads nothing");
+        assert!(
+            !Role::Inbound.allows(Role::Read),
+            "an inbound key reads nothing"
+        );
     }
 
     #[test]

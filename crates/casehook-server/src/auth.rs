@@ -76,7 +76,11 @@ impl KeyCache {
         self.0.invalidate_all();
     }
 
-    pub(crate) async fn lookup(&self, store: &Store, secret: &str) -> Result<Option<ApiKeyRecord>, ApiError> {
+    pub(crate) async fn lookup(
+        &self,
+        store: &Store,
+        secret: &str,
+    ) -> Result<Option<ApiKeyRecord>, ApiError> {
         let hash = hash_key(secret);
         if let Some(hit) = self.0.get(&hash) {
             return Ok(hit);

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod error;
 pub mod extract;
+pub mod inbound;
 pub mod middleware;
 mod openapi;
 pub mod routes;
@@ -36,14 +37,18 @@ use crate::error::ApiResult;
 /// Server settings (validated by the binary before they get here).
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// Largest request body accepted, in bytes.
+    /// Largest request body accepted, in bytes (inbound hooks have their own limits).
     pub body_limit: usize,
+    /// The address senders reach this server at (`https://hooks.example.com`), used to show
+    /// inbound hooks' full URLs; without it only their paths are shown.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             body_limit: 1024 * 1024,
+            public_url: None,
         }
     }
 }
@@ -59,6 +64,8 @@ pub struct AppState {
     pub engine: Engine,
     /// Forms by id, so validating a case does not read the form from the database each time.
     pub forms: moka::sync::Cache<(WorkspaceId, FormId), Arc<FormRecord>>,
+    /// Inbound hooks by URL token, and their rate limiters.
+    pub hooks: inbound::HookCache,
 }
 
 impl AppState {
@@ -73,6 +80,7 @@ impl AppState {
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(30))
                 .build(),
+            hooks: inbound::HookCache::default(),
         }
     }
 
@@ -103,6 +111,7 @@ pub fn app_routes() -> Router<AppState> {
             axum::routing::get(openapi::serve_document),
         )
         .merge(routes::ops::router())
+        .merge(inbound::receive_router())
 }
 
 /// Wrap routes in the server's cross-cutting layers (errors, limits, panics, metrics,
@@ -137,7 +146,11 @@ pub async fn serve_router(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The peer address reaches handlers (inbound hooks' IP allow lists and request log).
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

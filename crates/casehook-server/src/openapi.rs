@@ -24,6 +24,7 @@ use crate::routes;
         (name = "events", description = "The event feed and catalog"),
         (name = "endpoints", description = "Outgoing webhook endpoints"),
         (name = "deliveries", description = "Deliveries to endpoints and their attempts"),
+        (name = "inbound-hooks", description = "Incoming webhooks: hooks, their request logs and replay"),
     )
 )]
 struct ApiDoc;
@@ -55,6 +56,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::endpoints::router())
         .merge(routes::endpoint_health::router())
         .merge(routes::deliveries::router())
+        .merge(crate::inbound::hooks_router())
 }
 
 /// The document, built once.

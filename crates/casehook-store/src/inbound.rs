@@ -106,7 +106,10 @@ pub enum InboundItem {
         or_create: Option<NewCase>,
     },
     /// Emit an event on the matched case (`case_id` and `form_id` are filled in here).
-    Event { target: CaseMatch, event: NewEvent },
+    Event {
+        target: CaseMatch,
+        event: NewEvent,
+    },
 }
 
 /// The request log entry of a request.
@@ -119,6 +122,8 @@ pub struct NewInboundRequest {
     pub received_at: i64,
     pub source_ip: String,
     pub flags: Vec<&'static str>,
+    /// The query string, secrets already redacted.
+    pub query: Option<String>,
     pub content_type: Option<String>,
     /// `[[name, value], …]`, secrets already redacted.
     pub headers: Value,
@@ -145,6 +150,7 @@ pub struct InboundRequestRecord {
     pub duration_us: i64,
     pub source_ip: String,
     pub flags: Vec<String>,
+    pub query: Option<String>,
     pub content_type: Option<String>,
     pub headers: Value,
     pub body: Option<Vec<u8>>,
@@ -200,9 +206,10 @@ pub enum Applied {
     Duplicate(Accepted),
 }
 
-const HOOK_COLUMNS: &str = "id, workspace_id, name, form_id, config, secrets, enabled, version, created_at, updated_at";
+const HOOK_COLUMNS: &str =
+    "id, workspace_id, name, form_id, config, secrets, enabled, version, created_at, updated_at";
 
-const REQUEST_COLUMNS: &str = "id, hook_id, received_at, duration_us, source_ip, flags, content_type, headers, body, \
+const REQUEST_COLUMNS: &str = "id, hook_id, received_at, duration_us, source_ip, flags, query, content_type, headers, body, \
      body_bytes, body_truncated, verification, verification_error, idempotency_key, status, outcome, response, \
      case_id, replay_of";
 
@@ -234,6 +241,7 @@ fn request_from(row: &Row) -> Result<InboundRequestRecord> {
             .filter(|f| !f.is_empty())
             .map(str::to_owned)
             .collect(),
+        query: row.opt_text("query")?,
         content_type: row.opt_text("content_type")?,
         headers: row.json("headers")?,
         body: row.opt_bytes("body")?,
@@ -810,8 +818,8 @@ impl WriteOp for ApplyInbound {
             items,
         };
         if let Some(claim) = &write.idempotency {
-            let stored = serde_json::to_value(&accepted)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let stored =
+                serde_json::to_value(&accepted).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             tx.conn
                 .execute(
                     "UPDATE inbound_idempotency SET outcome = $1 WHERE hook_id = $2 AND idem_key = $3",
@@ -893,7 +901,7 @@ async fn insert_request(conn: &mut Conn<'_>, r: &NewInboundRequest) -> Result<()
     conn.execute(
         &format!(
             "INSERT INTO inbound_requests ({REQUEST_COLUMNS}, workspace_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
         ),
         &args![
             r.id,
@@ -902,6 +910,7 @@ async fn insert_request(conn: &mut Conn<'_>, r: &NewInboundRequest) -> Result<()
             duration,
             r.source_ip.as_str(),
             r.flags.join(","),
+            r.query.clone(),
             r.content_type.clone(),
             r.headers.clone(),
             r.body.clone(),

@@ -52,7 +52,8 @@ pub struct NewApiKey {
     pub hook_id: Option<InboundHookId>,
 }
 
-const KEY_COLUMNS: &str = "id, workspace_id, name, role, key_prefix, hook_id, created_at, revoked_at";
+const KEY_COLUMNS: &str =
+    "id, workspace_id, name, role, key_prefix, hook_id, created_at, revoked_at";
 
 fn workspace_from(row: &Row) -> Result<Workspace> {
     Ok(Workspace {

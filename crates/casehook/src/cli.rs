@@ -88,6 +88,10 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "CASEHOOK_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
+    /// The address senders reach this server at, e.g. `https://hooks.example.com`: inbound
+    /// hooks then show their full URL, not only their path.
+    #[arg(long, env = "CASEHOOK_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// What this process does: `all` (the API and the workers), `api` (the API only; other
     /// processes on the same PostgreSQL run the workers), `worker` (the dispatcher and the
     /// delivery workers, with only /healthz, /readyz and /metrics on the listen address).

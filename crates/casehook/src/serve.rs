@@ -42,6 +42,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         store.clone(),
         ServerConfig {
             body_limit: args.body_limit,
+            public_url: args.public_url.clone(),
         },
         engine.clone(),
     );

@@ -248,7 +248,10 @@ impl MatchKey {
     pub fn describe(&self) -> String {
         match self {
             Self::ExternalRef { source, reference } => {
-                format!("external reference {source}={}", crate::validate::shorten(reference))
+                format!(
+                    "external reference {source}={}",
+                    crate::validate::shorten(reference)
+                )
             }
             Self::Field { key, value } => format!(
                 "field {key} = {}",
@@ -288,7 +291,8 @@ impl HookConfig {
             errors.extend(v.check(&format!("verifications[{i}]")));
         }
         let idem = &self.idempotency;
-        if !(MIN_IDEMPOTENCY_WINDOW_SECS..=MAX_IDEMPOTENCY_WINDOW_SECS).contains(&idem.window_secs) {
+        if !(MIN_IDEMPOTENCY_WINDOW_SECS..=MAX_IDEMPOTENCY_WINDOW_SECS).contains(&idem.window_secs)
+        {
             errors.push(invalid(
                 "idempotency.window_secs",
                 format!(
@@ -516,7 +520,8 @@ impl HookConfig {
             | MatchRule::Field { path, .. }
             | MatchRule::CaseNumber { path } => path,
         };
-        let found = first_value(path, &whole).map_err(|m| problem(FieldErrorCode::InvalidDefinition, m))?;
+        let found =
+            first_value(path, &whole).map_err(|m| problem(FieldErrorCode::InvalidDefinition, m))?;
         let Some(value) = found.filter(|v| !v.is_null()) else {
             return Err(problem(
                 FieldErrorCode::ValueMissing,

@@ -67,7 +67,12 @@ async fn a_body_that_is_not_declared_json_is_415(app: TestApp) {
 }
 
 async fn a_body_over_the_limit_is_413_in_json(app: TestApp) {
-    let small = app.sibling(ServerConfig { body_limit: 4096 }).await;
+    let small = app
+        .sibling(ServerConfig {
+            body_limit: 4096,
+            ..ServerConfig::default()
+        })
+        .await;
     let form = small
         .post(
             "/forms",

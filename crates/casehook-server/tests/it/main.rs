@@ -13,6 +13,7 @@ mod cases;
 mod errors;
 mod events;
 mod forms;
+mod inbound;
 mod ops;
 mod roles;
 mod tenancy;

@@ -29,6 +29,8 @@ struct WorkspaceA {
     event_id: String,
     endpoint_id: String,
     delivery_id: String,
+    hook_id: String,
+    hook_request_id: String,
     events: usize,
 }
 
@@ -104,6 +106,22 @@ async fn populate(app: &TestApp) -> (WorkspaceA, Tenant) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
     let event_id = text(&app.events(admin, "").await[0]["id"]);
+    // An inbound hook with a secret, and one request in its log.
+    let hook = crate::inbound::create_hook(
+        app,
+        json!({"name": "A's hook", "form_id": form_id, "verifications": [{"kind": "token", "query": "t"}]}),
+    )
+    .await;
+    let hook_id = text(&hook["id"]);
+    let secret = text(&hook["secrets"][0]["secrets"][0]["secret"]);
+    let logged = crate::inbound::post_json(
+        app,
+        &format!("{}?t={secret}", text(&hook["url_path"])),
+        json!({"amount": 2}),
+    )
+    .await
+    .expect_status(200);
+    let hook_request_id = text(&logged.body["request_id"]);
     let workspaces = app.get("/workspaces", admin).await.expect_status(200);
     let workspace_id = text(&workspaces.items()[0]["id"]);
     let events = app.events(admin, "").await.len();
@@ -119,6 +137,8 @@ async fn populate(app: &TestApp) -> (WorkspaceA, Tenant) {
         event_id,
         endpoint_id,
         delivery_id,
+        hook_id,
+        hook_request_id,
         events,
     };
     (a, b)
@@ -139,6 +159,9 @@ fn values_for(a: &WorkspaceA, template: &str, name: &str) -> Vec<String> {
         ("event-types", "name") => vec![a.event_type.into()],
         ("endpoints", "id") => vec![a.endpoint_id.clone()],
         ("deliveries", "id") => vec![a.delivery_id.clone()],
+        ("inbound-hooks", "id") => vec![a.hook_id.clone()],
+        ("inbound-hooks", "request") => vec![a.hook_request_id.clone()],
+        ("inbound-hooks", "index") => vec!["0".into()],
         _ => panic!(
             "{template}: no value of workspace A for `{{{name}}}`; add one to tenancy.rs \
              so this route is part of the isolation walk"
@@ -177,6 +200,10 @@ fn plausible_body(a: &WorkspaceA, method: &str, template: &str) -> Option<Value>
         ("post", "/endpoints/{id}/replay") => Some(json!({"event_id": a.event_id})),
         ("post", "/endpoints/{id}/recover") => Some(json!({"since": "2000-01-01T00:00:00Z"})),
         ("post", "/forms/{id}/archive") => None,
+        ("post", "/inbound-hooks/{id}/rotate-url")
+        | ("post", "/inbound-hooks/{id}/verifications/{index}/rotate")
+        | ("post", "/inbound-hooks/{id}/requests/{request}/replay") => None,
+        ("put", "/inbound-hooks/{id}") => Some(json!({"name": "Hijacked", "form_id": a.form_id})),
         ("put", "/forms/{id}") => {
             Some(json!({"name": "Hijacked", "statuses": ["open", "closed"], "fields": fields()}))
         }

@@ -41,6 +41,8 @@ CREATE TABLE inbound_requests (
     source_ip           TEXT NOT NULL,
     -- skipvalidate / skiptriggers, comma-separated
     flags               TEXT NOT NULL,
+    -- the query string, secrets redacted
+    query               TEXT,
     content_type        TEXT,
     -- [[name, value], …] with secrets redacted
     headers             TEXT NOT NULL,

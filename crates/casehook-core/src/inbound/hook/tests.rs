@@ -48,7 +48,10 @@ fn a_plain_create_hook_is_valid_with_defaults() {
     let hook = config(json!({}));
     assert_eq!(hook.action, HookAction::Create);
     assert_eq!(hook.limits.body_bytes, DEFAULT_BODY_BYTES);
-    assert_eq!(hook.idempotency.window_secs, DEFAULT_IDEMPOTENCY_WINDOW_SECS);
+    assert_eq!(
+        hook.idempotency.window_secs,
+        DEFAULT_IDEMPOTENCY_WINDOW_SECS
+    );
     assert!(hook.idempotency.headers);
     hook.check(&form()).expect("valid");
 }
@@ -84,20 +87,30 @@ fn every_problem_is_reported_at_once_with_its_setting() {
         "limits.body_bytes",
         "limits.rate_per_second",
     ] {
-        assert!(fields.contains(&expected), "{expected} missing in {fields:?}");
+        assert!(
+            fields.contains(&expected),
+            "{expected} missing in {fields:?}"
+        );
     }
 }
 
 #[test]
 fn match_rules_are_checked_against_the_form() {
-    let bad = config(json!({"action": "upsert", "match": {"field": {"key": "raw", "path": "$.id"}}}));
-    let errors = bad.check(&form()).expect_err("object fields cannot be matched");
+    let bad =
+        config(json!({"action": "upsert", "match": {"field": {"key": "raw", "path": "$.id"}}}));
+    let errors = bad
+        .check(&form())
+        .expect_err("object fields cannot be matched");
     assert_eq!(fields_of(&errors), ["match.field.key"]);
-    let unknown = config(json!({"action": "update", "match": {"field": {"key": "zzz", "path": "$.id"}}}));
+    let unknown =
+        config(json!({"action": "update", "match": {"field": {"key": "zzz", "path": "$.id"}}}));
     let errors = unknown.check(&form()).expect_err("unknown field");
     assert_eq!(errors[0].code, FieldErrorCode::UnknownField);
     let create = config(json!({"match": {"case_number": {"path": "$.n"}}}));
-    assert_eq!(fields_of(&create.check(&form()).expect_err("create has no match")), ["match"]);
+    assert_eq!(
+        fields_of(&create.check(&form()).expect_err("create has no match")),
+        ["match"]
+    );
     let ok = config(json!({
         "action": "update", "on_no_match": "create",
         "match": {"external_ref": {"source": "stripe", "path": "$.data.object.metadata.ref"}}
@@ -107,7 +120,10 @@ fn match_rules_are_checked_against_the_form() {
         "action": "upsert", "on_no_match": "create",
         "match": {"case_number": {"path": "$.n"}}
     }));
-    assert_eq!(fields_of(&wrong_no_match.check(&form()).expect_err("upsert")), ["on_no_match"]);
+    assert_eq!(
+        fields_of(&wrong_no_match.check(&form()).expect_err("upsert")),
+        ["on_no_match"]
+    );
 }
 
 #[test]
@@ -122,17 +138,23 @@ fn event_hooks_name_a_custom_type_and_have_no_mapping() {
         "match": {"case_number": {"path": "$.n"}},
         "mapping": {"payload_field": "raw"}
     }));
-    let errors = builtin.check(&form()).expect_err("built-in type and a mapping");
+    let errors = builtin
+        .check(&form())
+        .expect_err("built-in type and a mapping");
     assert_eq!(fields_of(&errors), ["event_type", "mapping"]);
 }
 
 #[test]
 fn by_default_top_level_keys_are_fields() {
-    let hook = config(json!({"mapping": {"static_values": {"source": "web"}, "payload_field": "raw"}}));
+    let hook =
+        config(json!({"mapping": {"static_values": {"source": "web"}, "payload_field": "raw"}}));
     let item = object(json!({"title": "Broken pipe", "amount": "12.5", "extra": true}));
     let mapped = hook.map_item(&item, &form());
     assert_eq!(mapped.data["title"], "Broken pipe");
-    assert_eq!(mapped.data["extra"], true, "unknown keys are kept for validation to refuse");
+    assert_eq!(
+        mapped.data["extra"], true,
+        "unknown keys are kept for validation to refuse"
+    );
     assert_eq!(mapped.data["source"], "web");
     assert_eq!(mapped.data["raw"], Value::Object(item.clone()));
     assert!(mapped.problems.is_empty());
@@ -151,12 +173,16 @@ fn rules_fill_only_their_fields_and_missing_values_are_left_out() {
         ],
         "external_refs": {"stripe": "$.data.object.id", "crm": "$.data.object.customer"}
     }}));
-    let item = object(json!({"data": {"object": {"id": "pi_1", "amount": 2000}}, "title": "ignored"}));
+    let item =
+        object(json!({"data": {"object": {"id": "pi_1", "amount": 2000}}, "title": "ignored"}));
     let mapped = hook.map_item(&item, &form());
     assert_eq!(mapped.data.get("amount"), Some(&json!(2000)));
     assert!(!mapped.data.contains_key("title"), "{:?}", mapped.data);
     assert!(mapped.problems.is_empty(), "{:?}", mapped.problems);
-    assert_eq!(mapped.external_refs.get("stripe").map(String::as_str), Some("pi_1"));
+    assert_eq!(
+        mapped.external_refs.get("stripe").map(String::as_str),
+        Some("pi_1")
+    );
     assert!(!mapped.external_refs.contains_key("crm"));
 }
 
@@ -169,27 +195,57 @@ fn match_keys_come_from_the_payload() {
     let item = object(json!({"data": {"object": {"metadata": {"order": 1234}}}}));
     assert_eq!(
         by_ref.match_key(&item).expect("a key"),
-        Some(MatchKey::ExternalRef { source: "stripe".into(), reference: "1234".into() })
+        Some(MatchKey::ExternalRef {
+            source: "stripe".into(),
+            reference: "1234".into()
+        })
     );
-    let missing = by_ref.match_key(&object(json!({"data": {}}))).expect_err("nothing at the path");
+    let missing = by_ref
+        .match_key(&object(json!({"data": {}})))
+        .expect_err("nothing at the path");
     assert_eq!(missing.code, FieldErrorCode::ValueMissing);
     assert_eq!(missing.field, "match");
 
-    let by_number = config(json!({"action": "update", "match": {"case_number": {"path": "$.case"}}}));
-    assert_eq!(by_number.match_key(&object(json!({"case": "#12"}))).expect("key"), Some(MatchKey::Number(12)));
-    assert_eq!(by_number.match_key(&object(json!({"case": 7}))).expect("key"), Some(MatchKey::Number(7)));
-    let bad = by_number.match_key(&object(json!({"case": "x"}))).expect_err("not a number");
+    let by_number =
+        config(json!({"action": "update", "match": {"case_number": {"path": "$.case"}}}));
+    assert_eq!(
+        by_number
+            .match_key(&object(json!({"case": "#12"})))
+            .expect("key"),
+        Some(MatchKey::Number(12))
+    );
+    assert_eq!(
+        by_number
+            .match_key(&object(json!({"case": 7})))
+            .expect("key"),
+        Some(MatchKey::Number(7))
+    );
+    let bad = by_number
+        .match_key(&object(json!({"case": "x"})))
+        .expect_err("not a number");
     assert_eq!(bad.code, FieldErrorCode::ValueNotNumeric);
 
     let create = config(json!({}));
-    assert_eq!(create.match_key(&object(json!({"a": 1}))).expect("no rule"), None);
+    assert_eq!(
+        create.match_key(&object(json!({"a": 1}))).expect("no rule"),
+        None
+    );
 }
 
 #[test]
 fn the_idempotency_path_reads_a_scalar_from_the_body() {
     let hook = config(json!({"idempotency": {"path": "$.id"}}));
-    assert_eq!(hook.idempotency_from_body(&json!({"id": "evt_1"})), Ok(Some("evt_1".into())));
+    assert_eq!(
+        hook.idempotency_from_body(&json!({"id": "evt_1"})),
+        Ok(Some("evt_1".into()))
+    );
     assert_eq!(hook.idempotency_from_body(&json!({"other": 1})), Ok(None));
-    assert!(hook.idempotency_from_body(&json!({"id": {"a": 1}})).is_err());
-    assert_eq!(config(json!({})).idempotency_from_body(&json!({"id": 1})), Ok(None));
+    assert!(
+        hook.idempotency_from_body(&json!({"id": {"a": 1}}))
+            .is_err()
+    );
+    assert_eq!(
+        config(json!({})).idempotency_from_body(&json!({"id": 1})),
+        Ok(None)
+    );
 }
