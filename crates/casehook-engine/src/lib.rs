@@ -8,6 +8,7 @@
 
 mod deliver;
 mod dispatch;
+mod housekeeping;
 pub mod live;
 mod writeback;
 
@@ -44,6 +45,8 @@ pub struct EngineConfig {
     /// How long a claimed delivery stays ours; past it, another worker may take it (a worker
     /// that died mid-send). Longer than the longest endpoint timeout.
     pub lease: Duration,
+    /// How long inbound hooks' request log entries are kept.
+    pub inbound_log_retention: Duration,
 }
 
 impl Default for EngineConfig {
@@ -53,6 +56,7 @@ impl Default for EngineConfig {
             claim_batch: 64,
             poll_interval: Duration::from_secs(1),
             lease: Duration::from_secs(150),
+            inbound_log_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -120,6 +124,10 @@ impl Engine {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         tasks.spawn(run_dispatcher(self.clone(), shutdown.clone()));
+        tasks.spawn(housekeeping::run_housekeeping(
+            self.clone(),
+            shutdown.clone(),
+        ));
         if let Some(handed) = handed {
             tasks.spawn(run_deliveries(self.clone(), handed, shutdown));
         } else {

@@ -190,6 +190,8 @@ pub struct IdempotencyClaim {
 /// transaction. The log entry's status, outcome and response are filled in here.
 #[derive(Clone, Debug)]
 pub struct InboundWrite {
+    /// The hook's form: matches only find its cases (the caller validated against it).
+    pub form_id: FormId,
     pub items: Vec<InboundItem>,
     pub batch: bool,
     pub idempotency: Option<IdempotencyClaim>,
@@ -801,7 +803,15 @@ impl WriteOp for ApplyInbound {
             insert_request(&mut tx.conn, &logged).await?;
             return Ok(Applied::Duplicate(first));
         }
-        let form = hook_form(&mut tx.conn, request.workspace, request.hook_id).await?;
+        // A hook deleted through another process may still be cached there for a moment.
+        tx.conn
+            .fetch_one(
+                "SELECT id FROM inbound_hooks WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL",
+                &args![request.hook_id, request.workspace],
+                "inbound hook",
+            )
+            .await?;
+        let form = write.form_id;
         let mut items = Vec::with_capacity(write.items.len());
         for (index, item) in write.items.iter().enumerate() {
             let outcome = apply_item(tx, request.workspace, form, item)
@@ -835,16 +845,6 @@ impl WriteOp for ApplyInbound {
         insert_request(&mut tx.conn, &logged).await?;
         Ok(Applied::Done(accepted))
     }
-}
-
-/// The form a hook writes to, read in the transaction (the hook may have changed since the
-/// server validated; then the form version check on the case write catches it).
-async fn hook_form(
-    conn: &mut Conn<'_>,
-    workspace: WorkspaceId,
-    hook: InboundHookId,
-) -> Result<FormId> {
-    Ok(get_hook(conn, workspace, hook).await?.form_id)
 }
 
 /// Take the idempotency key for this request. Returns the first request's outcome when the

@@ -38,6 +38,8 @@ pub enum Bench {
     Ingest(IngestArgs),
     /// Events accepted through the API and delivered to a local receiver.
     Delivery(crate::bench_delivery::DeliveryArgs),
+    /// Signed requests creating cases through an inbound hook.
+    Inbound(crate::bench_inbound::InboundArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -65,6 +67,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let args = match args.what {
         Bench::Ingest(args) => args,
         Bench::Delivery(args) => return crate::bench_delivery::run(args).await,
+        Bench::Inbound(args) => return crate::bench_inbound::run(args).await,
     };
     let scratch = args
         .scratch

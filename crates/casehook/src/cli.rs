@@ -114,6 +114,13 @@ pub struct ServeArgs {
         hide = true
     )]
     pub delivery_lease_secs: u64,
+    /// Days inbound hooks' request logs are kept (replay needs the logged request).
+    #[arg(
+        long,
+        env = "CASEHOOK_INBOUND_LOG_RETENTION_DAYS",
+        default_value_t = 30
+    )]
+    pub inbound_log_retention_days: u64,
     /// How often workers look for work nobody woke them for (retries coming due, work
     /// committed by other processes), in milliseconds.
     #[arg(

@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_delivery;
+mod bench_inbound;
 mod cli;
 mod logging;
 mod master_key;

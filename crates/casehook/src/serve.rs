@@ -88,6 +88,11 @@ fn build_engine(args: &ServeArgs, store: Store) -> anyhow::Result<Engine> {
     let config = EngineConfig {
         lease: Duration::from_secs(args.delivery_lease_secs.max(1)),
         poll_interval: Duration::from_millis(args.poll_interval_ms.max(10)),
+        inbound_log_retention: Duration::from_secs(
+            args.inbound_log_retention_days
+                .max(1)
+                .saturating_mul(86_400),
+        ),
         ..EngineConfig::default()
     };
     Ok(Engine::new(store, client, keys, config))

@@ -306,6 +306,7 @@ async fn run(
         let mut entry = log_entry(hook, incoming, id, checks);
         entry.status = 200;
         let write = InboundWrite {
+            form_id: form.id,
             items: built.items,
             batch,
             idempotency: claim.clone(),

@@ -16,6 +16,7 @@ mod events;
 mod external_refs;
 mod forms;
 mod group_commit;
+mod inbound;
 mod jobs;
 mod listing;
 mod migrations;
