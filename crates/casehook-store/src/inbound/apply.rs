@@ -1,0 +1,333 @@
+//! The one write that applies an accepted request: its items (all or nothing), its
+//! idempotency key and its request log entry, in one transaction. Which case a request
+//! matches and whether its key was seen are decided here, inside that transaction, so 100
+//! concurrent retries create one case.
+
+use casehook_core::event::{Actor, NewEvent};
+use casehook_core::inbound::outcome::{Accepted, ItemAction, ItemOutcome};
+use casehook_core::{FormId, WorkspaceId};
+use serde_json::Value;
+
+use crate::Store;
+use crate::cases::{
+    COLUMNS as CASE_COLUMNS, CasePatch, CreateCase, NewCase, UpdateCase, case_from,
+    data_equals_clause,
+};
+use crate::db::{Arg, Conn, args, now_micros};
+use crate::error::{Result, StoreError};
+use crate::events::append;
+use crate::writer::{Tx, WriteOp};
+
+use super::log::{NewInboundRequest, insert_request};
+
+/// How a request names the case it is about.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CaseMatch {
+    /// The case holding this external reference.
+    ExternalRef { source: String, reference: String },
+    /// The case of the hook's form whose field `key` equals `value`; `key` is a checked
+    /// field key (it becomes part of the SQL on SQLite).
+    Field { key: String, value: Value },
+    /// The case with this number.
+    Number(i64),
+}
+
+/// One item of an accepted request, validated against the hook's form.
+#[derive(Clone, Debug)]
+pub enum InboundItem {
+    Create(NewCase),
+    /// Merge `patch` into the matched case; without a match, create `or_create` if given,
+    /// else fail with `NotFound("case")`.
+    Update {
+        target: CaseMatch,
+        patch: CasePatch,
+        actor: Actor,
+        skip_triggers: bool,
+        or_create: Option<NewCase>,
+    },
+    /// Emit an event on the matched case (`case_id` and `form_id` are filled in here).
+    Event {
+        target: CaseMatch,
+        event: NewEvent,
+    },
+}
+
+/// A request's idempotency key, kept until `expires_at` (microseconds).
+#[derive(Clone, Debug)]
+pub struct IdempotencyClaim {
+    pub key: String,
+    pub expires_at: i64,
+}
+
+/// An accepted request to apply: every item, its idempotency key and its log entry, in one
+/// transaction. The log entry's status, outcome and response are filled in here.
+#[derive(Clone, Debug)]
+pub struct InboundWrite {
+    /// The hook's form: matches only find its cases (the caller validated against it).
+    pub form_id: FormId,
+    pub items: Vec<InboundItem>,
+    pub batch: bool,
+    pub idempotency: Option<IdempotencyClaim>,
+    pub request: NewInboundRequest,
+}
+
+/// What applying a request came to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Applied {
+    /// Processed now.
+    Done(Accepted),
+    /// The idempotency key was already processed: this is the first request's outcome, and
+    /// nothing was changed (the duplicate is logged).
+    Duplicate(Accepted),
+}
+
+/// The case a match names, locked for update on PostgreSQL; `None` when there is none.
+async fn find_match(
+    conn: &mut Conn<'_>,
+    workspace: WorkspaceId,
+    form: FormId,
+    target: &CaseMatch,
+) -> Result<Option<casehook_core::case::Case>> {
+    let dialect = conn.dialect();
+    let lock = if dialect == crate::db::Dialect::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let row = match target {
+        CaseMatch::ExternalRef { source, reference } => {
+            conn.fetch_optional(
+                &format!(
+                    "SELECT {CASE_COLUMNS} FROM cases WHERE workspace_id = $1 AND deleted_at IS NULL AND id =
+                       (SELECT case_id FROM case_external_refs WHERE workspace_id = $1 AND source = $2 AND reference = $3){lock}"
+                ),
+                &args![workspace, source.as_str(), reference.as_str()],
+            )
+            .await?
+        }
+        CaseMatch::Number(number) => {
+            conn.fetch_optional(
+                &format!(
+                    "SELECT {CASE_COLUMNS} FROM cases WHERE workspace_id = $1 AND number = $2 AND deleted_at IS NULL{lock}"
+                ),
+                &args![workspace, *number],
+            )
+            .await?
+        }
+        CaseMatch::Field { key, value } => {
+            if !casehook_core::form::is_valid_key(key) {
+                return Err(StoreError::Conflict(format!("`{key}` is not a field key")));
+            }
+            let (clause, arg) = data_equals_clause(dialect, key, value);
+            // The oldest case wins when several hold the value.
+            let sql = format!(
+                "SELECT {CASE_COLUMNS} FROM cases WHERE workspace_id = $1 AND form_id = $2 AND deleted_at IS NULL{} ORDER BY number LIMIT 1{lock}",
+                clause.replace('?', "$3")
+            );
+            let params = [Arg::from(workspace), Arg::from(form), arg];
+            conn.fetch_optional(&sql, &params).await?
+        }
+    };
+    let Some(row) = row else { return Ok(None) };
+    let case = case_from(&row)?;
+    if case.form_id != form {
+        return Err(StoreError::Conflict(format!(
+            "case #{} is a case of another form than this hook's",
+            case.number
+        )));
+    }
+    Ok(Some(case))
+}
+
+/// Apply one item; every failure is the whole request's (the caller rolls back).
+async fn apply_item(
+    tx: &mut Tx<'_>,
+    workspace: WorkspaceId,
+    form: FormId,
+    item: &InboundItem,
+) -> Result<ItemOutcome> {
+    match item {
+        InboundItem::Create(new) => create(tx, new).await,
+        InboundItem::Update {
+            target,
+            patch,
+            actor,
+            skip_triggers,
+            or_create,
+        } => {
+            let Some(case) = find_match(&mut tx.conn, workspace, form, target).await? else {
+                return match or_create {
+                    Some(new) => create(tx, new).await,
+                    None => Err(StoreError::NotFound("case")),
+                };
+            };
+            let mut op = UpdateCase {
+                workspace,
+                id: case.id,
+                patch: patch.clone(),
+                expected_version: None,
+                actor: actor.clone(),
+                skip_triggers: *skip_triggers,
+            };
+            let (case, events) = op.run(tx).await?;
+            Ok(ItemOutcome {
+                action: if events.is_empty() {
+                    ItemAction::Unchanged
+                } else {
+                    ItemAction::Updated
+                },
+                case_id: case.id,
+                case_number: case.number,
+                event_ids: events.iter().map(|e| e.id).collect(),
+            })
+        }
+        InboundItem::Event { target, event } => {
+            let case = find_match(&mut tx.conn, workspace, form, target)
+                .await?
+                .ok_or(StoreError::NotFound("case"))?;
+            let event = NewEvent {
+                case_id: Some(case.id),
+                form_id: Some(case.form_id),
+                ..event.clone()
+            };
+            let written = append(tx, workspace, vec![event]).await?;
+            Ok(ItemOutcome {
+                action: ItemAction::Event,
+                case_id: case.id,
+                case_number: case.number,
+                event_ids: written.iter().map(|e| e.id).collect(),
+            })
+        }
+    }
+}
+
+async fn create(tx: &mut Tx<'_>, new: &NewCase) -> Result<ItemOutcome> {
+    let (case, event) = CreateCase(new.clone()).run(tx).await?;
+    Ok(ItemOutcome {
+        action: ItemAction::Created,
+        case_id: case.id,
+        case_number: case.number,
+        event_ids: vec![event.id],
+    })
+}
+
+struct ApplyInbound(InboundWrite);
+
+impl WriteOp for ApplyInbound {
+    type Output = Applied;
+    async fn run(&mut self, tx: &mut Tx<'_>) -> Result<Applied> {
+        let write = &self.0;
+        let request = &write.request;
+        if let Some(claim) = &write.idempotency
+            && let Some(first) = claim_key(tx, request, claim).await?
+        {
+            let mut logged = request.clone();
+            logged.status = 200;
+            logged.outcome = "duplicate".into();
+            logged.response = first.body();
+            logged.case_id = first.items.first().map(|i| i.case_id);
+            insert_request(&mut tx.conn, &logged).await?;
+            return Ok(Applied::Duplicate(first));
+        }
+        // A hook deleted through another process may still be cached there for a moment.
+        tx.conn
+            .fetch_one(
+                "SELECT id FROM inbound_hooks WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL",
+                &args![request.hook_id, request.workspace],
+                "inbound hook",
+            )
+            .await?;
+        let form = write.form_id;
+        let mut items = Vec::with_capacity(write.items.len());
+        for (index, item) in write.items.iter().enumerate() {
+            let outcome = apply_item(tx, request.workspace, form, item)
+                .await
+                .map_err(|e| StoreError::Item {
+                    index,
+                    source: Box::new(e),
+                })?;
+            items.push(outcome);
+        }
+        let accepted = Accepted {
+            request_id: request.id,
+            batch: write.batch,
+            items,
+        };
+        if let Some(claim) = &write.idempotency {
+            let stored =
+                serde_json::to_value(&accepted).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            tx.conn
+                .execute(
+                    "UPDATE inbound_idempotency SET outcome = $1 WHERE hook_id = $2 AND idem_key = $3",
+                    &args![stored, request.hook_id, claim.key.as_str()],
+                )
+                .await?;
+        }
+        let mut logged = request.clone();
+        logged.status = 200;
+        logged.outcome = accepted.summary().into();
+        logged.response = accepted.body();
+        logged.case_id = accepted.items.first().map(|i| i.case_id);
+        insert_request(&mut tx.conn, &logged).await?;
+        Ok(Applied::Done(accepted))
+    }
+}
+
+/// Take the idempotency key for this request. Returns the first request's outcome when the
+/// key was already processed within its window. On PostgreSQL a concurrent holder of the same
+/// key makes the insert wait for its commit, so the outcome is read once it is there.
+async fn claim_key(
+    tx: &mut Tx<'_>,
+    request: &NewInboundRequest,
+    claim: &IdempotencyClaim,
+) -> Result<Option<Accepted>> {
+    let now = now_micros();
+    let taken = tx
+        .conn
+        .fetch_optional(
+            "INSERT INTO inbound_idempotency (hook_id, idem_key, workspace_id, request_id, outcome, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, NULL, $5, $6)
+             ON CONFLICT (hook_id, idem_key) DO UPDATE SET request_id = excluded.request_id, outcome = NULL,
+                 created_at = excluded.created_at, expires_at = excluded.expires_at
+             WHERE inbound_idempotency.expires_at <= excluded.created_at
+             RETURNING request_id",
+            &args![
+                request.hook_id,
+                claim.key.as_str(),
+                request.workspace,
+                request.id,
+                now,
+                claim.expires_at
+            ],
+        )
+        .await?;
+    if taken.is_some() {
+        return Ok(None);
+    }
+    let row = tx
+        .conn
+        .fetch_one(
+            "SELECT outcome FROM inbound_idempotency WHERE hook_id = $1 AND idem_key = $2",
+            &args![request.hook_id, claim.key.as_str()],
+            "idempotency key",
+        )
+        .await?;
+    match row.opt_json("outcome")? {
+        Some(outcome) => serde_json::from_value(outcome)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("idempotency outcome: {e}"))),
+        None => Err(StoreError::Conflict(
+            "a request with this idempotency key is being processed; retry shortly".into(),
+        )),
+    }
+}
+
+impl Store {
+    /// Apply an accepted request: all its items, its idempotency key and its log entry in one
+    /// transaction. A key already processed (and not expired) changes nothing and answers the
+    /// first request's outcome. Any item's failure fails the whole request
+    /// ([`StoreError::Item`] names the item), and nothing of it is written.
+    pub async fn apply_inbound(&self, write: InboundWrite) -> Result<Applied> {
+        self.writer().run(ApplyInbound(write)).await
+    }
+}
