@@ -14,6 +14,7 @@ pub mod form;
 pub mod ids;
 pub mod inbound;
 pub mod mapping;
+pub mod nul;
 pub mod retry;
 pub mod role;
 pub mod sealed;

@@ -1,6 +1,7 @@
 //! Request extractors whose failures speak our error format: JSON bodies (400 malformed,
 //! 415 wrong content type, 413 too large), query strings, and `If-Match` versions.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
@@ -18,11 +19,46 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !is_json(req.headers()) {
+            return Err(json_rejection(JsonRejection::MissingJsonContentType(
+                Default::default(),
+            )));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| json_rejection(JsonRejection::BytesRejection(e)))?;
+        // PostgreSQL cannot store NUL in text or JSON; refuse it here, on every backend.
+        if casehook_core::nul::has_escaped_nul(&bytes) {
+            return Err(ApiError::bad_request(
+                "invalid_character",
+                "the body contains a NUL character (\\u0000), which cannot be stored; remove it",
+            ));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// `application/json` or any `application/*+json`, as axum's own `Json` requires.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
 }
 
 /// A JSON request body that may be left out entirely (then `T::default()`), for actions
@@ -124,6 +160,19 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
             )
         })
     }
+}
+
+/// A JSON answer carrying the resource's version as its `ETag`.
+pub fn with_etag<T: serde::Serialize>(
+    status: StatusCode,
+    version: i64,
+    body: T,
+) -> impl axum::response::IntoResponse {
+    (
+        status,
+        axum::response::AppendHeaders([(axum::http::header::ETAG, etag(version))]),
+        axum::Json(body),
+    )
 }
 
 /// The `ETag` value for a version.

@@ -196,7 +196,7 @@ async fn phase(args: &IngestArgs, name: &str, url: &str, target: Target) -> anyh
 }
 
 /// Every acknowledged creation must be in the database.
-async fn verify_stored(
+pub(crate) async fn verify_stored(
     store: &Store,
     workspace: casehook_core::WorkspaceId,
     acknowledged: u64,

@@ -24,7 +24,7 @@ use axum::body::Bytes;
 use axum::routing::post;
 use casehook_core::signing::{SigningSecret, sign};
 use casehook_server::{AppState, ServerConfig, bootstrap};
-use casehook_store::{CaseFilter, Store};
+use casehook_store::Store;
 use clap::Args;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -104,7 +104,7 @@ async fn backend(args: &InboundArgs, name: &str, url: &str) -> anyhow::Result<f6
     let steady = open_loop(args, &server).await;
     steady.report(&format!("{name}: steady {}/s", args.steady_rate));
     let acknowledged = stats.ok + stats.warmup_ok + steady.ok;
-    server.verify_stored(acknowledged).await?;
+    crate::bench::verify_stored(&server.store, server.workspace, acknowledged).await?;
     server.stop().await?;
     Ok(rate)
 }
@@ -196,26 +196,6 @@ impl Server {
             task,
             workers: (stop_workers, workers),
         })
-    }
-
-    /// Every acknowledged request must have its case.
-    async fn verify_stored(&self, acknowledged: u64) -> anyhow::Result<()> {
-        let newest = self
-            .store
-            .list_cases(
-                self.workspace,
-                &CaseFilter {
-                    limit: 1,
-                    ..CaseFilter::default()
-                },
-            )
-            .await?;
-        let stored = newest.items.first().map_or(0, |c| c.number) as u64;
-        anyhow::ensure!(
-            stored >= acknowledged,
-            "only {stored} cases stored for {acknowledged} acknowledged requests"
-        );
-        Ok(())
     }
 
     async fn stop(self) -> anyhow::Result<()> {

@@ -119,6 +119,10 @@ pub enum PayloadError {
         "the body is an empty array; send a JSON object, or an array of 1 to {MAX_BATCH_ITEMS} objects"
     )]
     EmptyBatch,
+    /// A value or key holds a NUL character (U+0000), which cannot be stored. Code
+    /// `invalid_character`.
+    #[error("`{0}` contains a NUL character (U+0000), which cannot be stored; remove it")]
+    NulCharacter(String),
     /// The JSON array has more than [`MAX_BATCH_ITEMS`] items. Code `batch_too_large`.
     #[error("the array has {items} items; one batch may carry at most {MAX_BATCH_ITEMS}")]
     BatchTooLarge {
@@ -153,12 +157,29 @@ impl PayloadError {
             }
             PayloadError::EmptyBatch => "empty_batch",
             PayloadError::BatchTooLarge { .. } => "batch_too_large",
+            PayloadError::NulCharacter(_) => "invalid_character",
         }
     }
 }
 
 /// Parse a request body by its Content-Type header (`None` when the request has none).
 pub fn parse_payload(content_type: Option<&str>, body: &[u8]) -> Result<Payload, PayloadError> {
+    let payload = parse_by_type(content_type, body)?;
+    for (i, item) in payload.items().into_iter().enumerate() {
+        let object = Value::Object(item.clone());
+        if let Some(at) = crate::nul::find_nul(&object) {
+            let at = if payload.is_batch() {
+                format!("[{i}].{at}")
+            } else {
+                at
+            };
+            return Err(PayloadError::NulCharacter(shorten(&at)));
+        }
+    }
+    Ok(payload)
+}
+
+fn parse_by_type(content_type: Option<&str>, body: &[u8]) -> Result<Payload, PayloadError> {
     let header = content_type.ok_or(PayloadError::MissingContentType)?;
     let media = MediaType::parse(header)
         .map_err(|_| PayloadError::UnsupportedMediaType(shorten(header.trim())))?;

@@ -10,8 +10,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::http::header::ETAG;
-use axum::response::{AppendHeaders, IntoResponse};
+use axum::response::IntoResponse;
 use casehook_core::inbound::hook::{HookAction, HookConfig};
 use casehook_core::{FieldError, FieldErrorCode, InboundHookId, Role, WorkspaceId};
 use casehook_store::{
@@ -31,7 +30,7 @@ use super::secrets::{
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, IfMatch, OptionalJson, etag};
+use crate::extract::{ApiJson, IfMatch, OptionalJson, with_etag};
 use crate::routes::parse_id;
 
 /// The longest overlap of an old secret or URL with its replacement: 7 days.
@@ -397,10 +396,6 @@ fn secrets_view(config: &HookConfig, sets: &SecretSets) -> Vec<VerificationSecre
                 .unwrap_or_default(),
         })
         .collect()
-}
-
-fn with_etag<T: Serialize>(status: StatusCode, version: i64, body: T) -> impl IntoResponse {
-    (status, AppendHeaders([(ETAG, etag(version))]), Json(body))
 }
 
 /// Create an inbound hook (admin). The answer carries its URL and its verifications' secrets.

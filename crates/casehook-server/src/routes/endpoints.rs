@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::http::header::ETAG;
-use axum::response::{AppendHeaders, IntoResponse};
+use axum::response::IntoResponse;
 use casehook_core::endpoint::{EndpointAuth, EndpointConfig};
 use casehook_core::signing::SigningSecret;
 use casehook_core::{EndpointId, FieldError, FieldErrorCode, Role, WorkspaceId};
@@ -26,7 +25,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, IfMatch, OptionalJson, etag};
+use crate::extract::{ApiJson, IfMatch, OptionalJson, with_etag};
 use crate::routes::endpoint_health::health_state;
 use crate::routes::parse_id;
 
@@ -308,10 +307,6 @@ pub(crate) async fn view(state: &AppState, record: EndpointRecord) -> ApiResult<
         updated_at: record.updated_at,
         config,
     })
-}
-
-fn with_etag<T: Serialize>(status: StatusCode, version: i64, body: T) -> impl IntoResponse {
-    (status, AppendHeaders([(ETAG, etag(version))]), Json(body))
 }
 
 /// Create an endpoint (admin). The answer carries its signing secret.

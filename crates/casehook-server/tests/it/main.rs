@@ -14,6 +14,8 @@ mod errors;
 mod events;
 mod forms;
 mod inbound;
+mod inbound_fuzz;
+mod inbound_senders;
 mod ops;
 mod roles;
 mod tenancy;

@@ -82,7 +82,10 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
 /// multipart name cannot carry unescaped); any values.
 fn flat_form() -> impl Strategy<Value = BTreeMap<String, String>> {
     let name = "\\PC{1,12}".prop_filter("a plain name", |n| !n.ends_with("[]") && !n.contains('"'));
-    let value = "(?s).{0,40}".prop_filter("no boundary", |v| !v.contains(BOUNDARY));
+    // NUL is refused (it cannot be stored); `nul_is_refused_wherever_it_is` covers it.
+    let value = "(?s).{0,40}".prop_filter("no boundary, no NUL", |v| {
+        !v.contains(BOUNDARY) && !v.contains('\0')
+    });
     prop::collection::btree_map(name, value, 0..8)
 }
 
@@ -104,6 +107,19 @@ proptest! {
             prop_assert!(e.to_string().chars().count() <= 250, "{e}");
             prop_assert!([400, 415].contains(&e.status()));
         }
+    }
+
+    #[test]
+    fn nul_is_refused_wherever_it_is(form in flat_form(), key in "[a-z]{1,8}", before in "[a-z]{0,4}") {
+        let mut form = form;
+        form.insert(key, format!("{before}\0"));
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", form_urlencode(k), form_urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let parsed = parse_payload(Some("application/x-www-form-urlencoded"), body.as_bytes());
+        prop_assert_eq!(parsed.map_err(|e| e.code()), Err("invalid_character"));
     }
 
     #[test]
