@@ -8,7 +8,10 @@
 //! them (UUIDs as 16-byte blobs, JSON as text, booleans as integers), so both drivers read
 //! and write the same file; reads keep using sqlx's pool.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, Value as Lv, ValueRef};
 use serde_json::Value;
@@ -17,20 +20,76 @@ use uuid::Uuid;
 use crate::db::Arg;
 use crate::error::{Result, StoreError};
 
-/// Open the writer's connection on an existing database file.
-pub(crate) fn open(path: &std::path::Path) -> Result<rusqlite::Connection> {
+/// How often the checkpointer copies the write-ahead log into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+
+/// The writer's connection, and the thread that checkpoints for it.
+#[derive(Debug)]
+pub(crate) struct LiteWriter {
+    pub(crate) conn: rusqlite::Connection,
+    _checkpointer: Checkpointer,
+}
+
+/// Stops its thread when dropped (with the writer).
+#[derive(Debug)]
+struct Checkpointer {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn connect(path: &Path) -> Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// Open the writer's connection on an existing database file, with its checkpointer.
+///
+/// Why a checkpointer: SQLite checkpoints (copies the write-ahead log into the database file
+/// and fsyncs it) inside whichever commit crosses the log's size threshold, so every few
+/// thousand writes one commit, and every request waiting on it, stalled for the whole copy:
+/// hundreds of milliseconds after a burst. A thread of its own checkpoints instead, often
+/// and passively (never blocking the writer), and the writer never does.
+pub(crate) fn open(path: &Path) -> Result<LiteWriter> {
+    let conn = connect(path)?;
     // Same settings as the sqlx connections: WAL, and a commit is on disk before it is
-    // acknowledged.
+    // acknowledged. The log is truncated back to 64 MiB when it is reset.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
+         PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;",
     )?;
     conn.set_prepared_statement_cache_capacity(128);
-    Ok(conn)
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_checkpointer(path.to_owned(), stop.clone())?;
+    Ok(LiteWriter {
+        conn,
+        _checkpointer: Checkpointer { stop },
+    })
+}
+
+fn spawn_checkpointer(path: PathBuf, stop: Arc<AtomicBool>) -> Result<()> {
+    let conn = connect(&path)?;
+    std::thread::Builder::new()
+        .name("casehook-checkpoint".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                // PASSIVE copies what no reader still needs and never waits for the writer.
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::debug!(error = %e, "checkpoint skipped");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the checkpointer: {e}")))?;
+    Ok(())
 }
 
 impl rusqlite::ToSql for Arg {

@@ -26,7 +26,7 @@ pub(crate) enum WritePool {
     /// PostgreSQL's one-connection write pool (it reconnects on its own).
     Shared(Pools),
     /// SQLite: a connection owned by the writer's thread.
-    Lite(rusqlite::Connection),
+    Lite(crate::lite::LiteWriter),
 }
 
 /// A connection borrowed from a pool (or the writer's own); `conn()` gives the
@@ -152,7 +152,7 @@ impl WritePool {
     pub(crate) async fn acquire(&mut self) -> Result<Lease<'_>> {
         match self {
             WritePool::Shared(pools) => pools.acquire_write().await,
-            WritePool::Lite(conn) => Ok(Lease::Lite(conn)),
+            WritePool::Lite(writer) => Ok(Lease::Lite(&mut writer.conn)),
         }
     }
 }
