@@ -18,7 +18,7 @@ use crate::error::{Result, StoreError};
 use crate::events::append;
 use crate::writer::{Tx, WriteOp};
 
-use super::log::{NewInboundRequest, insert_request};
+use super::log::{NewInboundRequest, Settled, insert_request};
 
 /// How a request names the case it is about.
 #[derive(Clone, Debug, PartialEq)]
@@ -221,12 +221,13 @@ impl WriteOp for ApplyInbound {
         if let Some(claim) = &write.idempotency
             && let Some(first) = claim_key(tx, request, claim).await?
         {
-            let mut logged = request.clone();
-            logged.status = 200;
-            logged.outcome = "duplicate".into();
-            logged.response = first.body();
-            logged.case_id = first.items.first().map(|i| i.case_id);
-            insert_request(&mut tx.conn, &logged).await?;
+            let settled = Settled {
+                status: 200,
+                outcome: "duplicate",
+                response: first.body(),
+                case_id: first.items.first().map(|i| i.case_id),
+            };
+            insert_request(&mut tx.conn, request, Some(settled)).await?;
             return Ok(Applied::Duplicate(first));
         }
         // A hook deleted through another process may still be cached there for a moment.
@@ -263,12 +264,13 @@ impl WriteOp for ApplyInbound {
                 )
                 .await?;
         }
-        let mut logged = request.clone();
-        logged.status = 200;
-        logged.outcome = accepted.summary().into();
-        logged.response = accepted.body();
-        logged.case_id = accepted.items.first().map(|i| i.case_id);
-        insert_request(&mut tx.conn, &logged).await?;
+        let settled = Settled {
+            status: 200,
+            outcome: accepted.summary(),
+            response: accepted.body(),
+            case_id: accepted.items.first().map(|i| i.case_id),
+        };
+        insert_request(&mut tx.conn, request, Some(settled)).await?;
         Ok(Applied::Done(accepted))
     }
 }

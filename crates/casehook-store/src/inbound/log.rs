@@ -112,7 +112,24 @@ fn request_from(row: &Row) -> Result<InboundRequestRecord> {
     })
 }
 
-pub(super) async fn insert_request(conn: &mut Conn<'_>, r: &NewInboundRequest) -> Result<()> {
+/// What became of a request, when the write that logs it decides it (otherwise the entry's
+/// own fields say).
+pub(super) struct Settled<'a> {
+    pub status: u16,
+    pub outcome: &'a str,
+    pub response: Value,
+    pub case_id: Option<CaseId>,
+}
+
+pub(super) async fn insert_request(
+    conn: &mut Conn<'_>,
+    r: &NewInboundRequest,
+    settled: Option<Settled<'_>>,
+) -> Result<()> {
+    let (status, outcome, response, case_id) = match settled {
+        Some(s) => (s.status, s.outcome, s.response, s.case_id),
+        None => (r.status, r.outcome.as_str(), r.response.clone(), r.case_id),
+    };
     let duration = (now_micros() - r.received_at).max(0);
     conn.execute(
         &format!(
@@ -135,10 +152,10 @@ pub(super) async fn insert_request(conn: &mut Conn<'_>, r: &NewInboundRequest) -
             r.verification,
             r.verification_error.clone(),
             r.idempotency_key.clone(),
-            i64::from(r.status),
-            r.outcome.as_str(),
-            r.response.clone(),
-            r.case_id,
+            i64::from(status),
+            outcome,
+            response,
+            case_id,
             r.replay_of,
             r.workspace
         ],
@@ -152,7 +169,7 @@ struct LogRequest(NewInboundRequest);
 impl WriteOp for LogRequest {
     type Output = ();
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<()> {
-        insert_request(&mut tx.conn, &self.0).await
+        insert_request(&mut tx.conn, &self.0, None).await
     }
 }
 
