@@ -96,12 +96,12 @@ pub enum Verification {
         tolerance_secs: Option<u64>,
     },
     /// GitHub: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`.
-    Github,
+    Github {},
     /// Shopify: `X-Shopify-Hmac-Sha256: <base64 HMAC-SHA256 of the raw body>`.
-    Shopify,
+    Shopify {},
     /// Slack: `X-Slack-Signature: v0=<hex HMAC-SHA256 of "v0:{X-Slack-Request-Timestamp}:{body}">`,
     /// timestamps older/newer than 5 minutes refused.
-    Slack,
+    Slack {},
 }
 
 /// The hash function of a generic HMAC signature.
@@ -206,9 +206,9 @@ impl Verification {
             Self::Hmac { .. } => "hmac",
             Self::StandardWebhooks { .. } => "standard_webhooks",
             Self::Stripe { .. } => "stripe",
-            Self::Github => "github",
-            Self::Shopify => "shopify",
-            Self::Slack => "slack",
+            Self::Github {} => "github",
+            Self::Shopify {} => "shopify",
+            Self::Slack {} => "slack",
         }
     }
 

@@ -186,7 +186,7 @@ impl Verification {
             Self::StandardWebhooks { tolerance_secs } | Self::Stripe { tolerance_secs } => {
                 check_tolerance(&mut err, *tolerance_secs);
             }
-            Self::Github | Self::Shopify | Self::Slack => {}
+            Self::Github {} | Self::Shopify {} | Self::Slack {} => {}
         }
         errors
     }
@@ -227,13 +227,15 @@ impl Verification {
     /// issues the secret (Stripe, Shopify, Slack) or none is used (IP allow list).
     pub fn generate_secret(&self) -> Option<String> {
         match self {
-            Self::Token { .. } | Self::Basic { .. } | Self::Hmac { .. } | Self::Github => {
+            Self::Token { .. } | Self::Basic { .. } | Self::Hmac { .. } | Self::Github {} => {
                 let mut bytes = [0u8; GENERATED_SECRET_BYTES];
                 rand::rng().fill_bytes(&mut bytes);
                 Some(URL_SAFE_NO_PAD.encode(bytes))
             }
             Self::StandardWebhooks { .. } => Some(SigningSecret::generate().to_whsec()),
-            Self::Stripe { .. } | Self::Shopify | Self::Slack | Self::IpAllowList { .. } => None,
+            Self::Stripe { .. } | Self::Shopify {} | Self::Slack {} | Self::IpAllowList { .. } => {
+                None
+            }
         }
     }
 }

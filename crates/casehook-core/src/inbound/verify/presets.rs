@@ -34,9 +34,9 @@ pub(super) fn verify_with_secrets(
             standard_webhooks(*tolerance_secs, secrets, req)
         }
         Verification::Stripe { tolerance_secs } => stripe(*tolerance_secs, secrets, req),
-        Verification::Github => github(secrets, req),
-        Verification::Shopify => shopify(secrets, req),
-        Verification::Slack => slack(secrets, req),
+        Verification::Github {} => github(secrets, req),
+        Verification::Shopify {} => shopify(secrets, req),
+        Verification::Slack {} => slack(secrets, req),
         Verification::IpAllowList {
             allow,
             trusted_proxies,

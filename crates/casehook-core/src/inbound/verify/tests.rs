@@ -161,9 +161,9 @@ fn every_kind() -> Vec<Verification> {
         Verification::Stripe {
             tolerance_secs: None,
         },
-        Verification::Github,
-        Verification::Shopify,
-        Verification::Slack,
+        Verification::Github {},
+        Verification::Shopify {},
+        Verification::Slack {},
     ]
 }
 
@@ -344,7 +344,7 @@ fn generated_secrets_exist_only_where_casehook_may_choose_them() {
                 | Verification::Basic { .. }
                 | Verification::Hmac { .. }
                 | Verification::StandardWebhooks { .. }
-                | Verification::Github
+                | Verification::Github {}
         );
         assert_eq!(generated.is_some(), expected, "{v:?}");
         if let Some(secret) = generated {
@@ -441,7 +441,7 @@ fn token_and_basic_name_what_logs_must_redact() {
     assert_eq!(secret_query_names(&query), ["key"]);
     assert!(secret_header_names(&query).is_empty());
     assert_eq!(secret_header_names(&basic), ["authorization"]);
-    assert!(secret_header_names(&Verification::Github).is_empty());
+    assert!(secret_header_names(&Verification::Github {}).is_empty());
 }
 
 // --- properties that hold for every kind ----------------------------------------------------
@@ -498,5 +498,21 @@ proptest! {
         for v in every_kind() {
             let _ = verify(&v, &["secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], &req);
         }
+    }
+}
+
+#[test]
+fn vendor_kinds_keep_their_bare_shape_and_refuse_unknown_keys() {
+    for kind in ["github", "shopify", "slack"] {
+        let v: Verification =
+            serde_json::from_value(serde_json::json!({"kind": kind})).expect("a bare kind");
+        assert_eq!(
+            serde_json::to_value(&v).expect("serialize"),
+            serde_json::json!({"kind": kind})
+        );
+        let typo = serde_json::from_value::<Verification>(
+            serde_json::json!({"kind": kind, "sekret": "x"}),
+        );
+        assert!(typo.is_err(), "{kind}: an unknown key is refused");
     }
 }
