@@ -6,6 +6,7 @@ mod data_dir;
 mod deliveries;
 mod first_start;
 mod harness;
+mod inbound;
 mod logs;
 mod postgres;
 mod shutdown;
