@@ -120,30 +120,8 @@ enum Target {
 
 /// Runs one phase against a fresh server; returns its requests per second.
 async fn phase(args: &IngestArgs, name: &str, url: &str, target: Target) -> anyhow::Result<f64> {
-    let store = Store::open(url)
-        .await
-        .with_context(|| format!("opening {}", casehook_store::redact_url(url)))?;
-    if bootstrap::ensure_default_workspace(&store, Some(BENCH_KEY.into()))
-        .await?
-        .is_none()
-    {
-        anyhow::bail!("the benchmark database already has workspaces; give it an empty database");
-    }
-    let key = store
-        .find_api_key(&casehook_server::auth::hash_key(BENCH_KEY))
-        .await?
-        .context("bench key")?;
+    let (store, key, engine) = open_bench(url).await?;
     let form = store.create_form(key.workspace_id, bench_form()).await?;
-    // The workers run as in `casehook serve` (with no endpoints, the dispatcher only moves
-    // its cursor over the new events).
-    let client = casehook_outbound::Client::new(casehook_outbound::ClientConfig::default())?;
-    let keys = casehook_core::sealed::MasterKey::generate().0;
-    let engine = casehook_engine::Engine::new(
-        store.clone(),
-        client,
-        keys,
-        casehook_engine::EngineConfig::default(),
-    );
     let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
     let mut workers = engine.start(workers_stop);
     let state = AppState::new(store.clone(), ServerConfig::default(), engine);
@@ -193,6 +171,36 @@ async fn phase(args: &IngestArgs, name: &str, url: &str, target: Target) -> anyh
     }
     store.close().await;
     Ok(rate)
+}
+
+/// A fresh benchmark database with its workspace and admin key ([`BENCH_KEY`]), and an engine
+/// whose workers run as in `casehook serve` (with no endpoints, the dispatcher only moves its
+/// cursor over the new events).
+pub(crate) async fn open_bench(
+    url: &str,
+) -> anyhow::Result<(Store, casehook_store::ApiKeyRecord, casehook_engine::Engine)> {
+    let store = Store::open(url)
+        .await
+        .with_context(|| format!("opening {}", casehook_store::redact_url(url)))?;
+    if bootstrap::ensure_default_workspace(&store, Some(BENCH_KEY.into()))
+        .await?
+        .is_none()
+    {
+        anyhow::bail!("the benchmark database already has workspaces; give it an empty database");
+    }
+    let key = store
+        .find_api_key(&casehook_server::auth::hash_key(BENCH_KEY))
+        .await?
+        .context("bench key")?;
+    let client = casehook_outbound::Client::new(casehook_outbound::ClientConfig::default())?;
+    let keys = casehook_core::sealed::MasterKey::generate().0;
+    let engine = casehook_engine::Engine::new(
+        store.clone(),
+        client,
+        keys,
+        casehook_engine::EngineConfig::default(),
+    );
+    Ok((store, key, engine))
 }
 
 /// Every acknowledged creation must be in the database.

@@ -23,14 +23,14 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::routing::post;
 use casehook_core::signing::{SigningSecret, sign};
-use casehook_server::{AppState, ServerConfig, bootstrap};
+use casehook_server::{AppState, ServerConfig};
 use casehook_store::Store;
 use clap::Args;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::bench::{BENCH_KEY, peak_rss_kib, percentile, reset_peak_rss};
+use crate::bench::{BENCH_KEY, open_bench, peak_rss_kib, percentile, reset_peak_rss};
 
 #[derive(Debug, Clone, Args)]
 pub struct InboundArgs {
@@ -123,29 +123,7 @@ struct Server {
 
 impl Server {
     async fn start(url: &str) -> anyhow::Result<Self> {
-        let store = Store::open(url)
-            .await
-            .with_context(|| format!("opening {}", casehook_store::redact_url(url)))?;
-        if bootstrap::ensure_default_workspace(&store, Some(BENCH_KEY.into()))
-            .await?
-            .is_none()
-        {
-            anyhow::bail!(
-                "the benchmark database already has workspaces; give it an empty database"
-            );
-        }
-        let key = store
-            .find_api_key(&casehook_server::auth::hash_key(BENCH_KEY))
-            .await?
-            .context("bench key")?;
-        let client = casehook_outbound::Client::new(casehook_outbound::ClientConfig::default())?;
-        let keys = casehook_core::sealed::MasterKey::generate().0;
-        let engine = casehook_engine::Engine::new(
-            store.clone(),
-            client,
-            keys,
-            casehook_engine::EngineConfig::default(),
-        );
+        let (store, key, engine) = open_bench(url).await?;
         let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
         let workers = engine.start(workers_stop);
         let state = AppState::new(store.clone(), ServerConfig::default(), engine);

@@ -484,7 +484,12 @@ impl HookConfig {
         if let Some(key) = &m.payload_field {
             out.data.insert(key.clone(), Value::Object(item.clone()));
         }
-        let whole = Value::Object(item.clone());
+        // Paths run on a JSON value: build one only for hooks that take references.
+        let whole = if m.external_refs.is_empty() {
+            Value::Null
+        } else {
+            Value::Object(item.clone())
+        };
         for (source, path) in &m.external_refs {
             match first_scalar(path, &whole) {
                 Ok(Some(reference)) => match check_external_ref(source, &reference) {

@@ -82,14 +82,14 @@ pub async fn post_json(app: &TestApp, path: &str, body: Value) -> Reply {
     send_in(app, path, &[], Some("application/json"), body.to_string()).await
 }
 
-async fn cases_of(app: &TestApp, form: &str) -> Vec<Value> {
+pub async fn cases_of(app: &TestApp, form: &str) -> Vec<Value> {
     app.get(&format!("/cases?form_id={form}&limit=1000"), &app.admin_key)
         .await
         .expect_status(200)
         .items()
 }
 
-async fn requests_of(app: &TestApp, hook: &Value) -> Vec<Value> {
+pub async fn requests_of(app: &TestApp, hook: &Value) -> Vec<Value> {
     app.get(
         &format!("/inbound-hooks/{}/requests?limit=500", text(&hook["id"])),
         &app.admin_key,

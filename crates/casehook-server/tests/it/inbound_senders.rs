@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sha1::Sha1;
 use sha2::{Sha256, Sha512};
 
-use crate::inbound::{create_hook, post_json, send_in};
+use crate::inbound::{cases_of, create_hook, post_json, requests_of, send_in};
 use crate::support::{Reply, TestApp, api_tests, text};
 
 api_tests!(
@@ -476,23 +476,6 @@ async fn deliver(
     send_in(app, path, &headers, Some(content_type), body.to_owned()).await
 }
 
-async fn cases_of(app: &TestApp, form: &str) -> Vec<Value> {
-    app.get(&format!("/cases?form_id={form}&limit=1000"), &app.admin_key)
-        .await
-        .expect_status(200)
-        .items()
-}
-
-async fn request_log(app: &TestApp, hook: &Value) -> Vec<Value> {
-    app.get(
-        &format!("/inbound-hooks/{}/requests?limit=500", text(&hook["id"])),
-        &app.admin_key,
-    )
-    .await
-    .expect_status(200)
-    .items()
-}
-
 /// What a refused request must leave alone: the form's cases and the whole event feed.
 async fn snapshot(app: &TestApp, form: &str) -> (Vec<Value>, Vec<Value>) {
     (
@@ -509,7 +492,7 @@ async fn assert_denied(app: &TestApp, hook: &Value, reply: Reply, what: &str) {
         reply.headers.contains_key("casehook-request-id"),
         "{what}: the refusal names its log entry"
     );
-    let log = request_log(app, hook).await;
+    let log = requests_of(app, hook).await;
     let newest = log.first().unwrap_or_else(|| panic!("{what}: not logged"));
     assert_eq!(newest["verification"], "failed", "{what}: {newest}");
     assert_eq!(newest["status"], 401, "{what}: {newest}");
@@ -586,7 +569,7 @@ async fn forgeries_are_refused(app: TestApp, preset: Preset) {
             "{what}: a refused request changed cases or events"
         );
     }
-    let log = request_log(&app, &hook).await;
+    let log = requests_of(&app, &hook).await;
     assert_eq!(log.len(), forgeries.len());
     assert!(log.iter().all(|r| r["verification"] == "failed"));
     let reply = deliver(&app, &path, s.content_type, &genuine(unix_now()), &s.body)
@@ -596,7 +579,7 @@ async fn forgeries_are_refused(app: TestApp, preset: Preset) {
         !reply.headers.contains_key("idempotent-replayed"),
         "{preset:?}: a refused request does not claim its delivery id"
     );
-    assert_eq!(request_log(&app, &hook).await[0]["verification"], "passed");
+    assert_eq!(requests_of(&app, &hook).await[0]["verification"], "passed");
 }
 
 async fn stripe_forgeries_are_refused_and_change_nothing(app: TestApp) {
@@ -677,7 +660,7 @@ async fn stripe_payment_intent_succeeded_updates_the_case_once(app: TestApp) {
         app.events(&app.admin_key, "&type=case.updated").await.len(),
         1
     );
-    let log = request_log(&app, &hook).await;
+    let log = requests_of(&app, &hook).await;
     assert_eq!(log[0]["outcome"], "duplicate");
     assert_eq!(log[0]["idempotency_key"], "evt_3PqR7sLkdIwHu7ix1xyz9876");
     assert_eq!(log[1]["outcome"], "updated");
@@ -753,7 +736,7 @@ async fn github_issue_opened_creates_a_case_once_per_delivery(app: TestApp) {
         app.events(&app.admin_key, "&type=case.created").await.len(),
         1
     );
-    let log = request_log(&app, &hook).await;
+    let log = requests_of(&app, &hook).await;
     assert_eq!(log[0]["idempotency_key"], json!(delivery));
 
     // The next issue is a new delivery.
@@ -800,7 +783,7 @@ async fn shopify_order_created_creates_a_case_once_per_webhook_id(app: TestApp) 
     assert!(retry.headers.contains_key("idempotent-replayed"));
     assert_eq!(cases_of(&app, &form).await.len(), 1);
     assert_eq!(
-        request_log(&app, &hook).await[0]["idempotency_key"],
+        requests_of(&app, &hook).await[0]["idempotency_key"],
         webhook_id
     );
 }
@@ -1060,7 +1043,7 @@ async fn the_ip_allow_list_checks_the_peer_or_the_client_behind_a_trusted_proxy(
     post_json(&app, &text(&local["url_path"]), body.clone())
         .await
         .expect_status(200);
-    assert_eq!(request_log(&app, &local).await[0]["verification"], "passed");
+    assert_eq!(requests_of(&app, &local).await[0]["verification"], "passed");
 
     // Without trusted proxies, X-Forwarded-For is the client's own claim and is ignored.
     let spoofable = make(json!(["203.0.113.0/24"]), json!([])).await;
