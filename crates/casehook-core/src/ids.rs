@@ -104,3 +104,15 @@ id_type!(
     /// One request received by an inbound hook, as kept in its request log.
     InboundRequestId
 );
+id_type!(
+    /// A workspace secret (the id, never the value).
+    SecretId
+);
+id_type!(
+    /// An API connection.
+    ConnectionId
+);
+id_type!(
+    /// One logged call of an API-call field, operation or dry run.
+    ApiCallLogId
+);

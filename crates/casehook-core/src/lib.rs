@@ -4,9 +4,11 @@
 //! This crate is pure: no async runtime, no database, no network. Everything here can be unit-
 //! and property-tested in isolation, and every other crate builds on it.
 
+pub mod apicall;
 pub mod auth;
 pub mod case;
 pub mod condition;
+pub mod connection;
 pub mod content;
 pub mod endpoint;
 pub mod error;
@@ -18,6 +20,7 @@ pub mod mapping;
 pub mod nul;
 pub mod retry;
 pub mod role;
+pub mod schedule;
 pub mod sealed;
 pub mod signing;
 pub mod template;

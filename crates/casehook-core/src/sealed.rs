@@ -12,6 +12,45 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rand::RngCore;
 
+/// What each kind of sealed value is bound to. One place for all of them, so that re-sealing
+/// under a new master key reaches every sealed column.
+pub mod context {
+    use crate::{ConnectionId, EndpointId, InboundHookId, SecretId};
+
+    /// An endpoint's signing secret (current and previous).
+    pub fn endpoint_secret(id: EndpointId) -> String {
+        format!("endpoint:{id}:secret")
+    }
+
+    /// An endpoint's credentials for its receiver.
+    pub fn endpoint_auth(id: EndpointId) -> String {
+        format!("endpoint:{id}:auth")
+    }
+
+    /// An inbound hook's verification secrets.
+    pub fn inbound_secrets(id: InboundHookId) -> String {
+        format!("inbound-hook-secrets:{id}")
+    }
+
+    /// An inbound hook's URL token.
+    pub fn inbound_token(id: InboundHookId) -> String {
+        format!("inbound-hook-token:{id}")
+    }
+
+    /// A workspace secret's value.
+    pub fn workspace_secret(id: SecretId) -> String {
+        format!("secret:{id}")
+    }
+
+    /// A connection's credentials.
+    pub fn connection_credentials(id: ConnectionId) -> String {
+        format!("connection:{id}:credentials")
+    }
+
+    /// The known value that proves which master key the database is sealed with.
+    pub const MASTER_KEY_CHECK: &str = "master-key-check";
+}
+
 /// The current format: AES-256-GCM with a random 96-bit nonce.
 const FORMAT_V1: u8 = 1;
 const NONCE_LEN: usize = 12;

@@ -26,12 +26,12 @@ const TTL: Duration = Duration::from_secs(1);
 
 /// The sealing context of an endpoint's signing secret.
 pub fn secret_context(id: EndpointId) -> String {
-    format!("endpoint:{id}:secret")
+    casehook_core::sealed::context::endpoint_secret(id)
 }
 
 /// The sealing context of an endpoint's credentials.
 pub fn auth_context(id: EndpointId) -> String {
-    format!("endpoint:{id}:auth")
+    casehook_core::sealed::context::endpoint_auth(id)
 }
 
 /// An endpoint ready to match events and send deliveries.

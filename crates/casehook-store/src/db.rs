@@ -68,7 +68,10 @@ id_args!(
     casehook_core::DeliveryId,
     casehook_core::AttemptId,
     casehook_core::InboundHookId,
-    casehook_core::InboundRequestId
+    casehook_core::InboundRequestId,
+    casehook_core::SecretId,
+    casehook_core::ConnectionId,
+    casehook_core::ApiCallLogId
 );
 
 /// Build an array of `Arg`s from anything convertible: `&args![ws, "open", 3_i64]`.

@@ -8,6 +8,7 @@
 //! know HTTP.
 
 mod cases;
+mod connections;
 mod db;
 mod deliveries;
 mod endpoints;
@@ -20,11 +21,14 @@ mod lite;
 mod migrate;
 mod notify;
 mod pool;
+mod sealed;
+mod secrets;
 mod workspaces;
 mod writer;
 
 use std::sync::Arc;
 
+pub use connections::{ConnectionChange, ConnectionRecord, NewConnection};
 pub use cases::{CaseFilter, CasePage, CasePatch, NewCase};
 pub use db::{Dialect, from_micros, now_micros, to_micros, to_micros_checked};
 pub use deliveries::{
@@ -42,6 +46,8 @@ pub use inbound::{
 };
 pub use jobs::{ClaimedJob, JobState, NewJob};
 pub use pool::redact_url;
+pub use sealed::{KeyCheck, Resealed};
+pub use secrets::{NewSecret, SecretRecord};
 pub use workspaces::{ApiKeyRecord, NewApiKey, Workspace};
 
 use notify::Notifiers;

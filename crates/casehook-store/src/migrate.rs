@@ -35,6 +35,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_incoming_webhooks.sql"),
         postgres: include_str!("../migrations/postgres/0003_incoming_webhooks.sql"),
     },
+    Migration {
+        version: 4,
+        name: "api_connections",
+        sqlite: include_str!("../migrations/sqlite/0004_api_connections.sql"),
+        postgres: include_str!("../migrations/postgres/0004_api_connections.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_lock` ("casehook" in ASCII).

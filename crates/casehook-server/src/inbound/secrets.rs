@@ -26,11 +26,11 @@ pub(crate) struct StoredSecret {
 pub(crate) type SecretSets = Vec<Vec<StoredSecret>>;
 
 pub(crate) fn secrets_context(id: InboundHookId) -> String {
-    format!("inbound-hook-secrets:{id}")
+    casehook_core::sealed::context::inbound_secrets(id)
 }
 
 pub(crate) fn token_context(id: InboundHookId) -> String {
-    format!("inbound-hook-token:{id}")
+    casehook_core::sealed::context::inbound_token(id)
 }
 
 /// A fresh URL token: URL-safe base64 of 256 random bits.

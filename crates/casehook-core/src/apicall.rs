@@ -1,0 +1,247 @@
+//! API-call fields: a form field whose value comes from calling an API, configured as the
+//! API Call field spec has it (`api_config`, `trigger`, `retry`, `timeout`, `cache_duration`).
+//!
+//! The configuration lives in the field definition (`FieldDef::api_call`) and is checked
+//! with the form: templates may name only the form's fields, mapping rules only its fields,
+//! an inline `api_config` may hold credentials only as `{secret.<name>}` references.
+//! Whether a named connection or operation exists is the server's check (it needs the
+//! store). Pure: no I/O.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::connection::{MappingSpec, RequestSpec, check_name};
+use crate::error::{FieldError, FieldErrorCode};
+use crate::form::{FieldType, FormSpec};
+use crate::mapping::ResponseMapping;
+
+/// Retries after the first try, when not given.
+pub const DEFAULT_RETRY: u32 = 3;
+/// The most retries accepted.
+pub const MAX_RETRY: u32 = 10;
+/// Default timeout, in milliseconds.
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+/// The longest cache duration, in seconds (30 days).
+pub const MAX_CACHE_SECS: u64 = 30 * 24 * 3600;
+
+/// When a field's API call runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// When the case is created.
+    OnCreate,
+    /// When one of `trigger_fields` changes (any other field when the list is empty).
+    OnUpdate,
+    /// Only when asked through the API.
+    Manual,
+    /// On `schedule` (a cron expression), for every case of the form.
+    Scheduled,
+}
+
+/// One trigger or several.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Triggers {
+    One(Trigger),
+    Many(Vec<Trigger>),
+}
+
+impl Default for Triggers {
+    fn default() -> Self {
+        Self::One(Trigger::OnCreate)
+    }
+}
+
+impl Triggers {
+    pub fn has(&self, t: Trigger) -> bool {
+        match self {
+            Self::One(one) => *one == t,
+            Self::Many(many) => many.contains(&t),
+        }
+    }
+}
+
+/// Where the request comes from: an inline `api_config`, or a connection's operation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Source {
+    Inline { api_config: RequestSpec },
+    Operation { connection: String, operation: String },
+}
+
+/// An API-call field's configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApiCallSpec {
+    #[serde(flatten)]
+    pub source: Source,
+    #[serde(default)]
+    pub trigger: Triggers,
+    /// For `on_update`: the fields whose change runs the call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trigger_fields: Vec<String>,
+    /// For `scheduled`: a cron expression with seconds optional (`0 */6 * * *`), in UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// Retries after the first try, on timeouts, network errors, 429 and 5xx.
+    #[serde(default = "default_retry")]
+    pub retry: u32,
+    /// Per try, in milliseconds.
+    #[serde(default = "default_timeout")]
+    pub timeout: u64,
+    /// How long an answer is reused for the same rendered request, in seconds (0: never).
+    #[serde(default)]
+    pub cache_duration: u64,
+    /// Overrides the operation's mapping (or gives the inline one). Without any mapping,
+    /// the whole JSON answer is the field's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_mapping: Option<MappingSpec>,
+}
+
+fn default_retry() -> u32 {
+    DEFAULT_RETRY
+}
+
+fn default_timeout() -> u64 {
+    DEFAULT_TIMEOUT_MS
+}
+
+fn problem(field: String, message: impl Into<String>) -> FieldError {
+    FieldError::new(field, FieldErrorCode::InvalidDefinition, message)
+}
+
+impl ApiCallSpec {
+    /// Parse a field's `api_call` configuration.
+    pub fn from_json(value: &Value) -> Result<Self, String> {
+        serde_json::from_value(value.clone()).map_err(|e| e.to_string())
+    }
+
+    /// The mapping that applies, given the operation's own (for operation sources).
+    pub fn mapping(&self, own_field: &str, operation: Option<&MappingSpec>) -> ResponseMapping {
+        let inline = match &self.source {
+            Source::Inline { api_config } => api_config.response_mapping.as_ref(),
+            Source::Operation { .. } => None,
+        };
+        match self.response_mapping.as_ref().or(inline).or(operation) {
+            Some(spec) => spec.rules(Some(own_field)),
+            None => ResponseMapping::default(),
+        }
+    }
+
+    /// Every problem of the configuration of field `key` in `form`; `at` prefixes the paths.
+    pub fn check(&self, key: &str, form: &FormSpec, at: &str) -> Vec<FieldError> {
+        let mut problems = Vec::new();
+        match &self.source {
+            Source::Inline { api_config } => {
+                api_config.check_inline(&format!("{at}.api_config"), &mut problems);
+                check_data_refs(api_config, form, &format!("{at}.api_config"), &mut problems);
+            }
+            Source::Operation {
+                connection,
+                operation,
+            } => {
+                problems.extend(check_name(&format!("{at}.connection"), connection));
+                problems.extend(check_name(&format!("{at}.operation"), operation));
+            }
+        }
+        if self.trigger.has(Trigger::Scheduled) {
+            match &self.schedule {
+                None => problems.push(problem(
+                    format!("{at}.schedule"),
+                    "a scheduled field needs a `schedule` (cron, e.g. `0 6 * * *`)",
+                )),
+                Some(s) => {
+                    if let Err(m) = crate::schedule::Schedule::parse(s) {
+                        problems.push(problem(format!("{at}.schedule"), m));
+                    }
+                }
+            }
+        } else if self.schedule.is_some() {
+            problems.push(problem(
+                format!("{at}.schedule"),
+                "`schedule` needs the `scheduled` trigger",
+            ));
+        }
+        for (i, f) in self.trigger_fields.iter().enumerate() {
+            if f == key || form.field(f).is_none() {
+                problems.push(problem(
+                    format!("{at}.trigger_fields[{i}]"),
+                    format!("`{f}` is not another field of the form"),
+                ));
+            }
+        }
+        if !self.trigger_fields.is_empty() && !self.trigger.has(Trigger::OnUpdate) {
+            problems.push(problem(
+                format!("{at}.trigger_fields"),
+                "`trigger_fields` needs the `on_update` trigger",
+            ));
+        }
+        if self.retry > MAX_RETRY {
+            problems.push(problem(
+                format!("{at}.retry"),
+                format!("at most {MAX_RETRY} retries"),
+            ));
+        }
+        if !(100..=crate::connection::MAX_TIMEOUT_MS).contains(&self.timeout) {
+            problems.push(problem(
+                format!("{at}.timeout"),
+                format!(
+                    "the timeout is 100 to {} ms",
+                    crate::connection::MAX_TIMEOUT_MS
+                ),
+            ));
+        }
+        if self.cache_duration > MAX_CACHE_SECS {
+            problems.push(problem(
+                format!("{at}.cache_duration"),
+                format!("at most {MAX_CACHE_SECS} seconds"),
+            ));
+        }
+        let mapping = self.mapping(key, None);
+        if let Err(errors) = mapping.check(form) {
+            problems.extend(errors.into_iter().map(|mut e| {
+                e.field = format!("{at}.response_mapping.{}", e.field);
+                e
+            }));
+        }
+        problems
+    }
+}
+
+/// `{data.x}` must name a field of the form.
+fn check_data_refs(spec: &RequestSpec, form: &FormSpec, at: &str, problems: &mut Vec<FieldError>) {
+    let mut templates: Vec<(String, &crate::template::Placeholder)> = Vec::new();
+    let url = spec.url.iter().chain(spec.path.iter());
+    for t in url {
+        templates.extend(t.placeholders().map(|p| ("url".to_owned(), p)));
+    }
+    for (name, t) in spec.headers.iter().chain(spec.query.iter()) {
+        templates.extend(t.placeholders().map(|p| (name.clone(), p)));
+    }
+    let body = spec
+        .body
+        .as_ref()
+        .and_then(|b| crate::template::JsonTemplate::parse(b).ok());
+    if let Some(body) = &body {
+        templates.extend(body.placeholders());
+    }
+    for (where_, p) in templates {
+        if p.root() == "data"
+            && let Some(field) = p.path().first()
+            && form.field(field).is_none()
+        {
+            problems.push(problem(
+                format!("{at}.{where_}"),
+                format!("`{p}` names no field of the form"),
+            ));
+        }
+    }
+}
+
+/// Whether a field is an API-call field whose configuration parses.
+pub fn spec_of(form: &FormSpec, key: &str) -> Option<ApiCallSpec> {
+    let field = form.field(key)?;
+    if field.field_type != FieldType::ApiCall {
+        return None;
+    }
+    ApiCallSpec::from_json(field.api_call.as_ref()?).ok()
+}

@@ -1,0 +1,272 @@
+//! API connections as stored: configuration (JSON, checked by the server: base URL, headers,
+//! limits, TLS, the auth method without its secrets, and the operations) and the auth
+//! method's secrets, sealed.
+
+use casehook_core::{ConnectionId, WorkspaceId};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::Store;
+use crate::db::{Conn, Row, args, from_micros, now_micros};
+use crate::error::{Result, StoreError};
+use crate::writer::{Tx, WriteOp};
+
+/// A stored connection.
+#[derive(Clone, PartialEq)]
+pub struct ConnectionRecord {
+    pub id: ConnectionId,
+    pub workspace_id: WorkspaceId,
+    pub name: String,
+    pub config: Value,
+    /// The auth method's secrets, sealed.
+    pub credentials: Option<Vec<u8>>,
+    pub version: i64,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for ConnectionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection to create; the caller seals the credentials for `id`.
+#[derive(Clone, Debug)]
+pub struct NewConnection {
+    pub id: ConnectionId,
+    pub workspace: WorkspaceId,
+    pub name: String,
+    pub config: Value,
+    pub credentials: Option<Vec<u8>>,
+}
+
+/// A change to a connection; `credentials: Some(None)` removes them.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionChange {
+    pub name: Option<String>,
+    pub config: Option<Value>,
+    pub credentials: Option<Option<Vec<u8>>>,
+}
+
+const COLUMNS: &str =
+    "id, workspace_id, name, config, credentials, version, created_at, updated_at";
+
+fn connection_from(row: &Row) -> Result<ConnectionRecord> {
+    Ok(ConnectionRecord {
+        id: ConnectionId(row.uuid("id")?),
+        workspace_id: WorkspaceId(row.uuid("workspace_id")?),
+        name: row.text("name")?,
+        config: row.json("config")?,
+        credentials: row.opt_bytes("credentials")?,
+        version: row.i64("version")?,
+        created_at: from_micros(row.i64("created_at")?)?,
+        updated_at: from_micros(row.i64("updated_at")?)?,
+    })
+}
+
+async fn get(
+    conn: &mut Conn<'_>,
+    workspace: WorkspaceId,
+    id: ConnectionId,
+) -> Result<ConnectionRecord> {
+    let row = conn
+        .fetch_one(
+            &format!(
+                "SELECT {COLUMNS} FROM connections WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL"
+            ),
+            &args![id, workspace],
+            "connection",
+        )
+        .await?;
+    connection_from(&row)
+}
+
+/// Refuse a name another live connection of the workspace has.
+async fn check_name_free(
+    conn: &mut Conn<'_>,
+    workspace: WorkspaceId,
+    name: &str,
+    except: Option<ConnectionId>,
+) -> Result<()> {
+    let taken = conn
+        .fetch_optional(
+            "SELECT id FROM connections WHERE workspace_id = $1 AND name = $2 AND deleted_at IS NULL",
+            &args![workspace, name],
+        )
+        .await?;
+    match taken {
+        Some(row) if Some(ConnectionId(row.uuid("id")?)) != except => Err(StoreError::Conflict(
+            format!("a connection named `{name}` exists already"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+struct CreateConnection(NewConnection);
+
+impl WriteOp for CreateConnection {
+    type Output = ConnectionRecord;
+    async fn run(&mut self, tx: &mut Tx<'_>) -> Result<ConnectionRecord> {
+        let new = &self.0;
+        check_name_free(&mut tx.conn, new.workspace, &new.name, None).await?;
+        let now = now_micros();
+        tx.conn
+            .execute(
+                "INSERT INTO connections (id, workspace_id, name, config, credentials, version, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, 1, $6, $6)",
+                &args![
+                    new.id,
+                    new.workspace,
+                    new.name.as_str(),
+                    new.config.clone(),
+                    new.credentials.clone(),
+                    now
+                ],
+            )
+            .await?;
+        get(&mut tx.conn, new.workspace, new.id).await
+    }
+}
+
+struct UpdateConnection {
+    workspace: WorkspaceId,
+    id: ConnectionId,
+    change: ConnectionChange,
+    expected_version: Option<i64>,
+}
+
+impl WriteOp for UpdateConnection {
+    type Output = ConnectionRecord;
+    async fn run(&mut self, tx: &mut Tx<'_>) -> Result<ConnectionRecord> {
+        let current = get(&mut tx.conn, self.workspace, self.id).await?;
+        if let Some(expected) = self.expected_version
+            && expected != current.version
+        {
+            return Err(StoreError::VersionMismatch {
+                expected,
+                current: current.version,
+            });
+        }
+        let c = &self.change;
+        if let Some(name) = &c.name {
+            check_name_free(&mut tx.conn, self.workspace, name, Some(self.id)).await?;
+        }
+        let credentials = match &c.credentials {
+            Some(s) => s.clone(),
+            None => current.credentials.clone(),
+        };
+        tx.conn
+            .execute(
+                "UPDATE connections SET name = $1, config = $2, credentials = $3, version = version + 1, updated_at = $4
+                 WHERE id = $5 AND workspace_id = $6",
+                &args![
+                    c.name.clone().unwrap_or(current.name),
+                    c.config.clone().unwrap_or(current.config),
+                    credentials,
+                    now_micros(),
+                    self.id,
+                    self.workspace
+                ],
+            )
+            .await?;
+        get(&mut tx.conn, self.workspace, self.id).await
+    }
+}
+
+struct DeleteConnection {
+    workspace: WorkspaceId,
+    id: ConnectionId,
+}
+
+impl WriteOp for DeleteConnection {
+    type Output = ();
+    async fn run(&mut self, tx: &mut Tx<'_>) -> Result<()> {
+        get(&mut tx.conn, self.workspace, self.id).await?;
+        // The sealed credentials go at once; the row stays so call logs keep their reference.
+        tx.conn
+            .execute(
+                "UPDATE connections SET deleted_at = $1, credentials = NULL, updated_at = $1 WHERE id = $2 AND workspace_id = $3",
+                &args![now_micros(), self.id, self.workspace],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    pub async fn create_connection(&self, new: NewConnection) -> Result<ConnectionRecord> {
+        self.writer().run(CreateConnection(new)).await
+    }
+
+    pub async fn get_connection(
+        &self,
+        workspace: WorkspaceId,
+        id: ConnectionId,
+    ) -> Result<ConnectionRecord> {
+        let mut lease = self.read().await?;
+        get(&mut lease.conn(), workspace, id).await
+    }
+
+    /// The live connection of the workspace with this name.
+    pub async fn find_connection(
+        &self,
+        workspace: WorkspaceId,
+        name: &str,
+    ) -> Result<ConnectionRecord> {
+        let mut lease = self.read().await?;
+        let row = lease
+            .conn()
+            .fetch_one(
+                &format!(
+                    "SELECT {COLUMNS} FROM connections WHERE workspace_id = $1 AND name = $2 AND deleted_at IS NULL"
+                ),
+                &args![workspace, name],
+                "connection",
+            )
+            .await?;
+        connection_from(&row)
+    }
+
+    /// The workspace's connections, by name.
+    pub async fn list_connections(&self, workspace: WorkspaceId) -> Result<Vec<ConnectionRecord>> {
+        let mut lease = self.read().await?;
+        let rows = lease
+            .conn()
+            .fetch_all(
+                &format!(
+                    "SELECT {COLUMNS} FROM connections WHERE workspace_id = $1 AND deleted_at IS NULL ORDER BY name"
+                ),
+                &args![workspace],
+            )
+            .await?;
+        rows.iter().map(connection_from).collect()
+    }
+
+    pub async fn update_connection(
+        &self,
+        workspace: WorkspaceId,
+        id: ConnectionId,
+        change: ConnectionChange,
+        expected_version: Option<i64>,
+    ) -> Result<ConnectionRecord> {
+        self.writer()
+            .run(UpdateConnection {
+                workspace,
+                id,
+                change,
+                expected_version,
+            })
+            .await
+    }
+
+    pub async fn delete_connection(&self, workspace: WorkspaceId, id: ConnectionId) -> Result<()> {
+        self.writer()
+            .run(DeleteConnection { workspace, id })
+            .await
+    }
+}
