@@ -65,15 +65,28 @@ impl Triggers {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Source {
-    Inline { api_config: RequestSpec },
-    Operation { connection: String, operation: String },
+    Inline {
+        api_config: RequestSpec,
+    },
+    Operation {
+        connection: String,
+        operation: String,
+    },
 }
 
 /// An API-call field's configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ApiCallSpec {
     #[serde(flatten)]
     pub source: Source,
+    #[serde(flatten)]
+    pub settings: Settings,
+}
+
+/// Everything but the source.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
     #[serde(default)]
     pub trigger: Triggers,
     /// For `on_update`: the fields whose change runs the call.
@@ -109,10 +122,43 @@ fn problem(field: String, message: impl Into<String>) -> FieldError {
     FieldError::new(field, FieldErrorCode::InvalidDefinition, message)
 }
 
+impl<'de> Deserialize<'de> for ApiCallSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::from_json(&Value::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 impl ApiCallSpec {
-    /// Parse a field's `api_call` configuration.
+    /// Parse a field's `api_call` configuration; the error says what is wrong and where.
     pub fn from_json(value: &Value) -> Result<Self, String> {
-        serde_json::from_value(value.clone()).map_err(|e| e.to_string())
+        let Value::Object(map) = value else {
+            return Err("the api_call configuration is an object".to_owned());
+        };
+        let mut rest = map.clone();
+        let source = match (
+            rest.remove("api_config"),
+            rest.remove("connection"),
+            rest.remove("operation"),
+        ) {
+            (Some(config), None, None) => Source::Inline {
+                api_config: serde_json::from_value(config)
+                    .map_err(|e| format!("api_config: {e}"))?,
+            },
+            (None, Some(Value::String(connection)), Some(Value::String(operation))) => {
+                Source::Operation {
+                    connection,
+                    operation,
+                }
+            }
+            _ => {
+                return Err(
+                    "give either an `api_config`, or a `connection` and an `operation` (by name)"
+                        .to_owned(),
+                );
+            }
+        };
+        let settings = serde_json::from_value(Value::Object(rest)).map_err(|e| e.to_string())?;
+        Ok(Self { source, settings })
     }
 
     /// The mapping that applies, given the operation's own (for operation sources).
@@ -121,7 +167,13 @@ impl ApiCallSpec {
             Source::Inline { api_config } => api_config.response_mapping.as_ref(),
             Source::Operation { .. } => None,
         };
-        match self.response_mapping.as_ref().or(inline).or(operation) {
+        match self
+            .settings
+            .response_mapping
+            .as_ref()
+            .or(inline)
+            .or(operation)
+        {
             Some(spec) => spec.rules(Some(own_field)),
             None => ResponseMapping::default(),
         }
@@ -143,8 +195,8 @@ impl ApiCallSpec {
                 problems.extend(check_name(&format!("{at}.operation"), operation));
             }
         }
-        if self.trigger.has(Trigger::Scheduled) {
-            match &self.schedule {
+        if self.settings.trigger.has(Trigger::Scheduled) {
+            match &self.settings.schedule {
                 None => problems.push(problem(
                     format!("{at}.schedule"),
                     "a scheduled field needs a `schedule` (cron, e.g. `0 6 * * *`)",
@@ -155,13 +207,13 @@ impl ApiCallSpec {
                     }
                 }
             }
-        } else if self.schedule.is_some() {
+        } else if self.settings.schedule.is_some() {
             problems.push(problem(
                 format!("{at}.schedule"),
                 "`schedule` needs the `scheduled` trigger",
             ));
         }
-        for (i, f) in self.trigger_fields.iter().enumerate() {
+        for (i, f) in self.settings.trigger_fields.iter().enumerate() {
             if f == key || form.field(f).is_none() {
                 problems.push(problem(
                     format!("{at}.trigger_fields[{i}]"),
@@ -169,19 +221,20 @@ impl ApiCallSpec {
                 ));
             }
         }
-        if !self.trigger_fields.is_empty() && !self.trigger.has(Trigger::OnUpdate) {
+        if !self.settings.trigger_fields.is_empty() && !self.settings.trigger.has(Trigger::OnUpdate)
+        {
             problems.push(problem(
                 format!("{at}.trigger_fields"),
                 "`trigger_fields` needs the `on_update` trigger",
             ));
         }
-        if self.retry > MAX_RETRY {
+        if self.settings.retry > MAX_RETRY {
             problems.push(problem(
                 format!("{at}.retry"),
                 format!("at most {MAX_RETRY} retries"),
             ));
         }
-        if !(100..=crate::connection::MAX_TIMEOUT_MS).contains(&self.timeout) {
+        if !(100..=crate::connection::MAX_TIMEOUT_MS).contains(&self.settings.timeout) {
             problems.push(problem(
                 format!("{at}.timeout"),
                 format!(
@@ -190,7 +243,7 @@ impl ApiCallSpec {
                 ),
             ));
         }
-        if self.cache_duration > MAX_CACHE_SECS {
+        if self.settings.cache_duration > MAX_CACHE_SECS {
             problems.push(problem(
                 format!("{at}.cache_duration"),
                 format!("at most {MAX_CACHE_SECS} seconds"),

@@ -361,10 +361,7 @@ impl RequestSpec {
         if let Some(mapping) = &self.response_mapping {
             for (i, rule) in mapping.rules(Some("_")).rules.iter().enumerate() {
                 if let Err(m) = crate::mapping::compile_json_path(&rule.path) {
-                    problems.push(problem(
-                        format!("{at}.response_mapping.rules[{i}].path"),
-                        m,
-                    ));
+                    problems.push(problem(format!("{at}.response_mapping.rules[{i}].path"), m));
                 }
             }
         }

@@ -173,11 +173,38 @@ pub struct FieldDef {
     /// The allowed values; only for `select` and `multi_select`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<FieldOption>,
-    /// Configuration of an `api_call` field, kept verbatim (its shape belongs to the engine).
+    /// Whether a person sees the field when it is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
+    /// Configuration of an `api_call` field (see [`crate::apicall::ApiCallSpec`]). The API
+    /// Call field spelling, with `api_config`, `trigger`, `retry`, `timeout` and
+    /// `cache_duration` beside `key` and `type`, is accepted too and gathered here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub api_call: Option<serde_json::Value>,
 }
+
+/// Whether a field shows when empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Visibility {
+    AlwaysVisible,
+    HideWhenEmpty,
+}
+
+/// Keys of an API-call field's configuration that may sit beside `key` and `type`.
+const API_CALL_KEYS: &[&str] = &[
+    "api_config",
+    "connection",
+    "operation",
+    "trigger",
+    "trigger_fields",
+    "schedule",
+    "retry",
+    "timeout",
+    "cache_duration",
+    "response_mapping",
+];
 
 impl FieldDef {
     /// A field with the given key and type and everything else at its default.
@@ -191,6 +218,7 @@ impl FieldDef {
             section: None,
             description: None,
             options: Vec::new(),
+            visibility: None,
             api_call: None,
         }
     }
@@ -201,7 +229,7 @@ impl FieldDef {
 #[derive(Deserialize)]
 struct RawFieldDef {
     key: String,
-    #[serde(default)]
+    #[serde(default, alias = "name")]
     label: Option<String>,
     #[serde(rename = "type")]
     field_type: FieldType,
@@ -214,11 +242,28 @@ struct RawFieldDef {
     #[serde(default)]
     options: Vec<FieldOption>,
     #[serde(default)]
+    visibility: Option<Visibility>,
+    #[serde(default)]
     api_call: Option<serde_json::Value>,
+    /// Anything else: the API Call field's top-level keys, gathered into `api_call`.
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
 }
 
 impl From<RawFieldDef> for FieldDef {
-    fn from(r: RawFieldDef) -> Self {
+    fn from(mut r: RawFieldDef) -> Self {
+        let top: Vec<(String, serde_json::Value)> = API_CALL_KEYS
+            .iter()
+            .filter_map(|k| r.rest.remove(*k).map(|v| ((*k).to_owned(), v)))
+            .collect();
+        if !top.is_empty() {
+            let mut merged = match r.api_call.take() {
+                Some(serde_json::Value::Object(map)) => map,
+                _ => serde_json::Map::new(),
+            };
+            merged.extend(top);
+            r.api_call = Some(serde_json::Value::Object(merged));
+        }
         Self {
             label: r.label.unwrap_or_else(|| r.key.clone()),
             key: r.key,
@@ -227,6 +272,7 @@ impl From<RawFieldDef> for FieldDef {
             section: r.section,
             description: r.description,
             options: r.options,
+            visibility: r.visibility,
             api_call: r.api_call,
         }
     }
@@ -358,7 +404,26 @@ impl FormSpec {
                 );
                 errors.push(invalid(format!("{path}.api_call"), msg));
             }
+            if f.field_type == FieldType::ApiCall {
+                self.check_api_call(f, &path, errors);
+            }
             check_options(f, &path, errors);
+        }
+    }
+
+    fn check_api_call(&self, f: &FieldDef, path: &str, errors: &mut Vec<FieldError>) {
+        let at = format!("{path}.api_call");
+        let Some(config) = &f.api_call else {
+            let msg = format!(
+                "api_call field `{}` needs an `api_config` (or a `connection` and an `operation`)",
+                f.key
+            );
+            errors.push(invalid(at, msg));
+            return;
+        };
+        match crate::apicall::ApiCallSpec::from_json(config) {
+            Ok(spec) => errors.extend(spec.check(&f.key, self, &at)),
+            Err(e) => errors.push(invalid(at, format!("field `{}`: {e}", f.key))),
         }
     }
 

@@ -35,6 +35,9 @@ pub enum ErrorKind {
     Io,
     /// The receiver answered with a status other than 2xx.
     HttpStatus,
+    /// The request could not be authenticated: signing failed, or no access token was
+    /// issued.
+    Auth,
 }
 
 impl ErrorKind {
@@ -50,6 +53,7 @@ impl ErrorKind {
             Self::BodyTooLarge => "body_too_large",
             Self::Io => "io",
             Self::HttpStatus => "http_status",
+            Self::Auth => "auth",
         }
     }
 }
@@ -238,6 +242,7 @@ impl RetryPolicy {
     /// - 1xx or outside 100-599: fail; that is no valid final answer.
     /// - DNS, connect, TLS, timeout and I/O errors: retry; networks and certificates recover.
     /// - SSRF guard, invalid URL, body too large: fail; nothing changes before the next try.
+    /// - Auth (no access token was issued, signing failed): retry.
     /// - `http_status` without a status: retry, the safe side for at-least-once delivery.
     pub fn verdict(&self, outcome: AttemptOutcome) -> Verdict {
         match outcome {
@@ -248,7 +253,9 @@ impl RetryPolicy {
                 | ErrorKind::Tls
                 | ErrorKind::Timeout
                 | ErrorKind::Io
-                | ErrorKind::HttpStatus => Verdict::Retry,
+                | ErrorKind::HttpStatus
+                // Mostly a token endpoint that did not answer; it may recover.
+                | ErrorKind::Auth => Verdict::Retry,
                 ErrorKind::BlockedBySsrfGuard | ErrorKind::InvalidUrl | ErrorKind::BodyTooLarge => {
                     Verdict::Fail
                 }

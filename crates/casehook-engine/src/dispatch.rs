@@ -58,7 +58,17 @@ async fn dispatch_workspace(
     };
     let endpoints = engine.inner.endpoints.list(ws).await?;
     let mut plan = Vec::new();
+    let mut jobs = Vec::new();
     for event in &events {
+        if let Some(form) = event.form_id
+            && matches!(event.event_type.as_str(), "case.created" | "case.updated")
+        {
+            match engine.form(ws, form).await {
+                Ok(spec) => jobs.extend(crate::apicall::plan(event, &spec)),
+                Err(EngineError::Store(StoreError::NotFound(_))) => {}
+                Err(e) => return Err(e),
+            }
+        }
         if event.skip_triggers {
             continue;
         }
@@ -111,7 +121,7 @@ async fn dispatch_workspace(
     match engine
         .inner
         .store
-        .commit_dispatch(ws, backlog.dispatched, last, plan, lease)
+        .commit_dispatch(ws, backlog.dispatched, last, plan, jobs, lease)
         .await
     {
         Ok(dispatched) => {

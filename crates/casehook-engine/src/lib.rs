@@ -6,6 +6,7 @@
 //! come due, leases that run out). Several processes can run workers on one database: the
 //! dispatch cursor and the job leases keep them from doing the same work twice.
 
+pub mod apicall;
 mod deliver;
 mod dispatch;
 mod housekeeping;
@@ -79,6 +80,10 @@ struct Inner {
     /// the workers (no claim round in between).
     handoff: mpsc::UnboundedSender<ClaimedJob>,
     handed: Mutex<Option<mpsc::UnboundedReceiver<ClaimedJob>>>,
+    /// OAuth 2.0 tokens and Digest nonces of API connections.
+    auth: apicall::auth::AuthState,
+    /// Form definitions for planning API calls, briefly reused.
+    forms: moka::sync::Cache<casehook_core::FormId, Arc<casehook_core::form::FormSpec>>,
 }
 
 impl Engine {
@@ -93,6 +98,11 @@ impl Engine {
                 config,
                 handoff,
                 handed: Mutex::new(Some(handed)),
+                auth: apicall::auth::AuthState::default(),
+                forms: moka::sync::Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(Duration::from_secs(1))
+                    .build(),
             }),
         }
     }
@@ -113,6 +123,21 @@ impl Engine {
         &self.inner.client
     }
 
+    /// A form's definition, reused for a second.
+    pub(crate) async fn form(
+        &self,
+        workspace: casehook_core::WorkspaceId,
+        id: casehook_core::FormId,
+    ) -> Result<Arc<casehook_core::form::FormSpec>, EngineError> {
+        if let Some(spec) = self.inner.forms.get(&id) {
+            return Ok(spec);
+        }
+        let form = self.inner.store.get_form(workspace, id).await?;
+        let spec = Arc::new(form.spec);
+        self.inner.forms.insert(id, spec.clone());
+        Ok(spec)
+    }
+
     /// Start the dispatcher and the delivery workers; they stop when `shutdown` turns true,
     /// letting requests in flight finish (within their timeouts).
     pub fn start(&self, shutdown: watch::Receiver<bool>) -> JoinSet<()> {
@@ -128,6 +153,7 @@ impl Engine {
             self.clone(),
             shutdown.clone(),
         ));
+        tasks.spawn(run_api_calls(self.clone(), shutdown.clone()));
         if let Some(handed) = handed {
             tasks.spawn(run_deliveries(self.clone(), handed, shutdown));
         } else {
@@ -255,6 +281,67 @@ async fn run_deliveries(
     }
     while running.join_next().await.is_some() {}
     tracing::debug!("delivery workers stopped");
+}
+
+/// API-call runs in flight at once in this process.
+const API_CALL_CONCURRENCY: usize = 64;
+
+async fn run_api_calls(engine: Engine, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(API_CALL_CONCURRENCY));
+    let mut wake = engine.inner.store.watch_queue(apicall::API_CALL_QUEUE);
+    let mut running = JoinSet::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        while running.try_join_next().is_some() {}
+        let free = i64::try_from(slots.available_permits()).unwrap_or(0);
+        if free == 0 {
+            tokio::select! {
+                _ = running.join_next() => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+            continue;
+        }
+        wake.mark_unchanged();
+        let jobs = match engine
+            .inner
+            .store
+            .claim_jobs(
+                apicall::API_CALL_QUEUE,
+                free.min(engine.inner.config.claim_batch),
+                engine.inner.config.lease,
+            )
+            .await
+        {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::error!(error = %e, "claiming API calls failed");
+                Vec::new()
+            }
+        };
+        if jobs.is_empty() {
+            if !idle(&mut wake, &mut shutdown, engine.inner.config.poll_interval).await {
+                break;
+            }
+            continue;
+        }
+        for job in jobs {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let engine = engine.clone();
+            running.spawn(async move {
+                let id = job.id;
+                if let Err(e) = apicall::process(&engine, job).await {
+                    tracing::error!(job = %id, error = %e, "API call could not be processed");
+                }
+                drop(permit);
+            });
+        }
+    }
+    while running.join_next().await.is_some() {}
+    tracing::debug!("API-call workers stopped");
 }
 
 /// Give a leased job back to the queue, due now (a worker that will not run it).

@@ -46,7 +46,8 @@ impl OutboundError {
             | ErrorKind::Tls
             | ErrorKind::Timeout
             | ErrorKind::Io
-            | ErrorKind::HttpStatus => true,
+            | ErrorKind::HttpStatus
+            | ErrorKind::Auth => true,
             ErrorKind::BlockedBySsrfGuard | ErrorKind::InvalidUrl | ErrorKind::BodyTooLarge => {
                 false
             }

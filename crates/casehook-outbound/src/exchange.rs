@@ -161,6 +161,40 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// The record of a request that was never sent (it could not be signed, say), with
+    /// why, so logs show it like any other try.
+    pub fn refused(req: &OutboundRequest, kind: ErrorKind, message: impl Into<String>) -> Self {
+        const EXCERPT: usize = 2048;
+        Self {
+            request: RecordedRequest {
+                method: req.method.clone(),
+                url: crate::redact::redact_url(&req.url, &req.sensitive),
+                headers: crate::redact::redact_headers(&req.headers, &req.sensitive),
+                body_excerpt: req.body.as_deref().map_or_else(String::new, |body| {
+                    crate::redact::excerpt(body, EXCERPT, &req.sensitive)
+                }),
+                body_len: req.body.as_ref().map_or(0, Vec::len),
+            },
+            response: None,
+            error: Some(OutboundError::new(
+                kind,
+                crate::redact::redact(&message.into(), &req.sensitive),
+            )),
+            duration: Duration::ZERO,
+            remote_addr: None,
+        }
+    }
+
+    /// Redact values the response carried (an access token) from what is recorded of it:
+    /// the excerpt and the headers. The raw body is dropped, since it holds them too.
+    pub fn redact_response(&mut self, values: &[&str]) {
+        if let Some(response) = &mut self.response {
+            response.body_excerpt = crate::redact::redact(&response.body_excerpt, values);
+            response.headers = crate::redact::redact_headers(&response.headers, values);
+            response.body.clear();
+        }
+    }
+
     /// The response status, if a response arrived.
     pub fn status(&self) -> Option<u16> {
         self.response.as_ref().map(|r| r.status)

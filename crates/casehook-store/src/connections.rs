@@ -265,8 +265,6 @@ impl Store {
     }
 
     pub async fn delete_connection(&self, workspace: WorkspaceId, id: ConnectionId) -> Result<()> {
-        self.writer()
-            .run(DeleteConnection { workspace, id })
-            .await
+        self.writer().run(DeleteConnection { workspace, id }).await
     }
 }

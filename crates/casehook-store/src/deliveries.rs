@@ -271,6 +271,7 @@ struct CommitDispatch {
     from: i64,
     to: i64,
     deliveries: Vec<NewDelivery>,
+    jobs: Vec<crate::NewJob>,
     lease: Option<Duration>,
 }
 
@@ -294,6 +295,9 @@ impl WriteOp for CommitDispatch {
             return Err(StoreError::Conflict(
                 "the dispatch cursor moved (another dispatcher got there first)".into(),
             ));
+        }
+        for job in &self.jobs {
+            crate::jobs::enqueue(tx, job).await?;
         }
         if tx.conn.dialect() == Dialect::Postgres && self.deliveries.len() > 1 {
             return insert_set(tx, self.workspace, &self.deliveries, self.lease).await;
@@ -892,8 +896,9 @@ impl Store {
             .collect()
     }
 
-    /// Commit the deliveries for the workspace's events `from+1 ..= to` and move its cursor
-    /// to `to`; `Conflict` (nothing written) when the cursor is no longer at `from`. With a
+    /// Commit the deliveries (and other jobs, such as API calls the events trigger) for the
+    /// workspace's events `from+1 ..= to` and move its cursor to `to`; `Conflict` (nothing
+    /// written) when the cursor is no longer at `from`. With a
     /// `lease`, the deliveries' jobs come back already leased to the caller, who hands them
     /// to its own workers: no claim round, no wake-up.
     pub async fn commit_dispatch(
@@ -902,6 +907,7 @@ impl Store {
         from: i64,
         to: i64,
         deliveries: Vec<NewDelivery>,
+        jobs: Vec<crate::NewJob>,
         lease: Option<Duration>,
     ) -> Result<Dispatched> {
         self.writer()
@@ -910,6 +916,7 @@ impl Store {
                 from,
                 to,
                 deliveries,
+                jobs,
                 lease,
             })
             .await

@@ -7,6 +7,7 @@
 //! causes and the jobs it enqueues (transactional outbox). This crate knows SQL; it does not
 //! know HTTP.
 
+mod api_calls;
 mod cases;
 mod connections;
 mod db;
@@ -28,8 +29,11 @@ mod writer;
 
 use std::sync::Arc;
 
-pub use connections::{ConnectionChange, ConnectionRecord, NewConnection};
+pub use api_calls::{
+    ApiCallLogFilter, ApiCallLogRecord, ApiCallOutcome, ApiCallState, CachedResponse, NewApiCallLog,
+};
 pub use cases::{CaseFilter, CasePage, CasePatch, NewCase};
+pub use connections::{ConnectionChange, ConnectionRecord, NewConnection};
 pub use db::{Dialect, from_micros, now_micros, to_micros, to_micros_checked};
 pub use deliveries::{
     AttemptRecord, AttemptStats, DELIVERY_QUEUE, DeliveryFilter, DeliveryRecord, DispatchBacklog,

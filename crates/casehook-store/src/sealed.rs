@@ -128,15 +128,15 @@ impl WriteOp for CheckKey {
     type Output = KeyCheck;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<KeyCheck> {
         match stored_check(&mut tx.conn).await? {
-            Some((sealed, fingerprint)) => Ok(
-                if self.0.open(&sealed, context::MASTER_KEY_CHECK).is_ok() {
+            Some((sealed, fingerprint)) => {
+                Ok(if self.0.open(&sealed, context::MASTER_KEY_CHECK).is_ok() {
                     KeyCheck::Matches
                 } else {
                     KeyCheck::Mismatch {
                         expected_fingerprint: fingerprint,
                     }
-                },
-            ),
+                })
+            }
             None => {
                 store_check(&mut tx.conn, &self.0).await?;
                 Ok(KeyCheck::Installed)

@@ -21,7 +21,9 @@ pub enum KeyPlacement {
 }
 
 /// The OAuth 2.0 grant used to get access tokens.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OAuth2Grant {
     #[default]
@@ -295,7 +297,9 @@ impl AuthMethod {
                     {
                         problems.push(bad(
                             name,
-                            format!("`{name}` is lower-case letters, digits and `-`, like `eu-west-1`"),
+                            format!(
+                                "`{name}` is lower-case letters, digits and `-`, like `eu-west-1`"
+                            ),
                         ));
                     }
                 }
@@ -342,7 +346,9 @@ pub(crate) fn check_http_url(text: &str) -> Result<url::Url, String> {
         return Err("put credentials in the auth method, not in the URL".to_owned());
     }
     if url.fragment().is_some() {
-        return Err(format!("`{text}` has a fragment (`#…`), which is never sent"));
+        return Err(format!(
+            "`{text}` has a fragment (`#…`), which is never sent"
+        ));
     }
     Ok(url)
 }

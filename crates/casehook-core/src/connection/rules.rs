@@ -127,8 +127,11 @@ impl ErrorRule {
 
 /// The first rule matching an answer, as a failure.
 pub fn first_failure(rules: &[ErrorRule], status: u16, body: Option<&Value>) -> Option<Failure> {
-    rules.iter().find(|r| r.matches(status, body)).map(|r| Failure {
-        message: r.message.clone().unwrap_or_else(|| r.describe(status)),
-        retry: r.retry,
-    })
+    rules
+        .iter()
+        .find(|r| r.matches(status, body))
+        .map(|r| Failure {
+            message: r.message.clone().unwrap_or_else(|| r.describe(status)),
+            retry: r.retry,
+        })
 }

@@ -259,6 +259,47 @@ impl Template {
     }
 }
 
+impl Template {
+    /// Render a URL: placeholder values are percent-encoded as one path segment before the
+    /// first `?` of the template text, and as query values after it, so no value can add
+    /// path segments, parameters or a fragment.
+    pub fn render_url(
+        &self,
+        scope: &(impl Scope + ?Sized),
+        missing: Missing,
+    ) -> Result<Rendered, RenderError> {
+        let mut text = String::new();
+        let mut secrets_used = Vec::new();
+        let mut in_query = false;
+        for part in self.parts() {
+            match part {
+                Part::Literal(literal) => {
+                    in_query |= literal.contains('?');
+                    text.push_str(literal);
+                }
+                Part::Placeholder(p) => {
+                    let Some(found) = present(scope.lookup(p.root(), p.path())) else {
+                        if missing == Missing::Error {
+                            return Err(RenderError::Missing {
+                                placeholder: p.to_string(),
+                            });
+                        }
+                        continue;
+                    };
+                    record_secret(&mut secrets_used, &found);
+                    let escape = if in_query {
+                        Escape::Query
+                    } else {
+                        Escape::PathSegment
+                    };
+                    text.push_str(&escape_value(p, &to_text(&found.value), escape)?);
+                }
+            }
+        }
+        Ok(Rendered { text, secrets_used })
+    }
+}
+
 fn escape_value(p: &Placeholder, value: &str, escape: Escape) -> Result<String, RenderError> {
     Ok(match escape {
         Escape::None => value.to_owned(),

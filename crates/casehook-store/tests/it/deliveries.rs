@@ -60,7 +60,7 @@ async fn dispatch_all(store: &Store, s: &Setup, endpoint: EndpointId) -> Vec<Del
     .await;
     let plan = events.iter().map(|e| planned(endpoint, e)).collect();
     store
-        .commit_dispatch(s.ws, ours.dispatched, ours.latest, plan, None)
+        .commit_dispatch(s.ws, ours.dispatched, ours.latest, plan, Vec::new(), None)
         .await
         .expect("dispatch");
     deliveries(store, s.ws).await
@@ -119,6 +119,7 @@ async fn dispatch_fans_out_each_event_once(store: Store) {
             0,
             2,
             vec![planned(ep, &s.feed(&store).await[0])],
+            Vec::new(),
             None,
         )
         .await;
@@ -410,6 +411,7 @@ async fn dispatched_deliveries_can_come_back_leased(store: Store) {
             0,
             1,
             vec![planned(ep, &event), planned(other, &event)],
+            Vec::new(),
             Some(Duration::from_secs(60)),
         )
         .await
@@ -465,7 +467,7 @@ async fn concurrent_attempts_settle_each_delivery(store: Store) {
         .flat_map(|e| [planned(good, e), planned(bad, e)])
         .collect();
     store
-        .commit_dispatch(s.ws, 0, 10, plan, None)
+        .commit_dispatch(s.ws, 0, 10, plan, Vec::new(), None)
         .await
         .expect("dispatch");
     let jobs = claim(&store).await;
