@@ -298,3 +298,5 @@ pub fn spec_of(form: &FormSpec, key: &str) -> Option<ApiCallSpec> {
     }
     ApiCallSpec::from_json(field.api_call.as_ref()?).ok()
 }
+#[cfg(test)]
+mod tests;

@@ -121,7 +121,7 @@ fn a_form_round_trips_through_json() {
         "fields": [
             {"key": "title", "type": "text", "required": true, "section": "main"},
             {"key": "tier", "type": "multi_select", "options": ["a", "b"]},
-            {"key": "score", "type": "api_call", "api_call": {"endpoint": "x"}}
+            {"key": "score", "type": "api_call", "api_call": {"connection": "bureau", "operation": "score"}}
         ],
         "statuses": ["open", "closed"],
         "default_status": "open"
@@ -247,7 +247,7 @@ fn options_are_only_for_selects() {
 #[test]
 fn api_call_configuration_is_only_for_api_call_fields() {
     let ok = FieldDef {
-        api_call: Some(json!({"url": "x"})),
+        api_call: Some(json!({"api_config": {"url": "https://api.example/x"}})),
         ..FieldDef::new("a", FieldType::ApiCall)
     };
     let bad = FieldDef {
