@@ -131,6 +131,16 @@ impl Engine {
         let spec = casehook_core::apicall::spec_of(form, field).ok_or_else(|| {
             ConfigError(format!("`{field}` is not an API-call field of the form"))
         })?;
+        self.resolve_spec(workspace, spec, field).await
+    }
+
+    /// Resolve a configuration: its request, connection and mapping (into `field`).
+    pub async fn resolve_spec(
+        &self,
+        workspace: WorkspaceId,
+        spec: ApiCallSpec,
+        field: &str,
+    ) -> Result<Resolved, ConfigError> {
         let (request, connection, op_mapping) = match &spec.source {
             Source::Inline { api_config } => {
                 let connection = match &api_config.connection {

@@ -1,10 +1,10 @@
 //! Housekeeping: forgets what is kept only for a while — inbound idempotency keys past their
-//! window and inbound request log entries past the retention — in small batches, so a large
-//! backlog never holds the writer for long.
+//! window, inbound request log and API-call log entries past the retention, expired cached
+//! API responses — in small batches, so a large backlog never holds the writer for long.
 
 use std::time::Duration;
 
-use casehook_store::now_micros;
+use casehook_store::{Result, now_micros};
 use tokio::sync::watch;
 
 use crate::Engine;
@@ -19,31 +19,55 @@ pub(crate) async fn run_housekeeping(engine: Engine, mut shutdown: watch::Receiv
         let retention = engine.inner.config.inbound_log_retention;
         let before =
             now_micros().saturating_sub(i64::try_from(retention.as_micros()).unwrap_or(i64::MAX));
-        loop {
-            match engine.store().prune_inbound(before, BATCH).await {
-                // A full batch may have left more behind.
-                Ok(n) if n >= BATCH as u64 => {
-                    tracing::debug!(removed = n, "pruned inbound keys and request log");
-                    tokio::task::yield_now().await;
-                }
-                Ok(n) => {
-                    if n > 0 {
-                        tracing::debug!(removed = n, "pruned inbound keys and request log");
-                    }
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "pruning inbound keys and request log failed; will retry");
-                    break;
-                }
-            }
-            if *shutdown.borrow() {
-                return;
-            }
+        let store = engine.store();
+        let inbound = prune(
+            "inbound keys and request log",
+            &|| store.prune_inbound(before, BATCH),
+            &shutdown,
+        );
+        if !inbound.await {
+            return;
+        }
+        let api_calls = prune(
+            "API-call log and response cache",
+            &|| store.prune_api_calls(before, BATCH),
+            &shutdown,
+        );
+        if !api_calls.await {
+            return;
         }
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Run one kind of pruning until a batch comes back short; false on shutdown.
+async fn prune<F>(what: &str, pass: &dyn Fn() -> F, shutdown: &watch::Receiver<bool>) -> bool
+where
+    F: std::future::Future<Output = Result<u64>>,
+{
+    loop {
+        match pass().await {
+            // A full batch may have left more behind.
+            Ok(n) if n >= BATCH as u64 => {
+                tracing::debug!(removed = n, "pruned {what}");
+                tokio::task::yield_now().await;
+            }
+            Ok(n) => {
+                if n > 0 {
+                    tracing::debug!(removed = n, "pruned {what}");
+                }
+                return true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pruning {what} failed; will retry");
+                return true;
+            }
+        }
+        if *shutdown.borrow() {
+            return false;
         }
     }
 }

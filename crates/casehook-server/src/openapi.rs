@@ -25,6 +25,9 @@ use crate::routes;
         (name = "endpoints", description = "Outgoing webhook endpoints"),
         (name = "deliveries", description = "Deliveries to endpoints and their attempts"),
         (name = "inbound-hooks", description = "Incoming webhooks: hooks, their request logs and replay"),
+        (name = "secrets", description = "Workspace secrets, write-only"),
+        (name = "connections", description = "API connections and their operations"),
+        (name = "api-calls", description = "API-call fields: state, manual runs, dry runs and the call log"),
     )
 )]
 struct ApiDoc;
@@ -57,6 +60,9 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::endpoint_health::router())
         .merge(routes::deliveries::router())
         .merge(crate::inbound::hooks_router())
+        .merge(routes::secrets::router())
+        .merge(routes::connections::router())
+        .merge(routes::api_calls::router())
 }
 
 /// The document, built once.

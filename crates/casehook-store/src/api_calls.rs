@@ -357,36 +357,6 @@ impl WriteOp for PutCache {
     }
 }
 
-struct MarkManual {
-    workspace: WorkspaceId,
-    case: CaseId,
-    fields: Vec<String>,
-    actor: Actor,
-}
-
-impl WriteOp for MarkManual {
-    type Output = ();
-    async fn run(&mut self, tx: &mut Tx<'_>) -> Result<()> {
-        for field in &self.fields {
-            put_state(
-                &mut tx.conn,
-                self.workspace,
-                self.case,
-                field,
-                "manual",
-                Some(now_micros()),
-                None,
-                0,
-                None,
-                false,
-                Some(serde_json::json!({"overridden_by": self.actor})),
-            )
-            .await?;
-        }
-        Ok(())
-    }
-}
-
 struct Prune {
     now: i64,
     log_before: i64,
@@ -435,27 +405,6 @@ impl Store {
         outcome: ApiCallOutcome,
     ) -> Result<(Option<ApiCallState>, Vec<Event>)> {
         self.writer().run(Settle(outcome)).await
-    }
-
-    /// Record that people overwrote API-call fields by hand.
-    pub async fn mark_api_calls_manual(
-        &self,
-        workspace: WorkspaceId,
-        case: CaseId,
-        fields: Vec<String>,
-        actor: Actor,
-    ) -> Result<()> {
-        if fields.is_empty() {
-            return Ok(());
-        }
-        self.writer()
-            .run(MarkManual {
-                workspace,
-                case,
-                fields,
-                actor,
-            })
-            .await
     }
 
     /// The states of a case's API-call fields.

@@ -45,6 +45,9 @@ pub struct CasePatch {
     /// The form version `data` was validated against; when given and the form has changed
     /// since, the update is refused with `FormChanged` (the caller validates again).
     pub form_version: Option<i64>,
+    /// API-call fields this patch overwrites by hand: if their value changes, their state
+    /// becomes `manual` (in the same transaction), naming the actor.
+    pub overrides: Vec<String>,
 }
 
 /// Filters for listing cases. Results are newest first (by number).
@@ -463,6 +466,10 @@ impl WriteOp for UpdateCase {
             changes: Some(changes),
             skip_triggers: self.skip_triggers,
         };
+        let overridden: Vec<String> = (self.patch.overrides.iter())
+            .filter(|f| changes.contains_key(*f))
+            .cloned()
+            .collect();
         if !changes.is_empty() {
             events.push(event("case.updated", changes));
         }
@@ -477,6 +484,24 @@ impl WriteOp for UpdateCase {
             ));
         }
         let events = append(tx, self.workspace, events).await?;
+        for field in &overridden {
+            {
+                crate::api_calls::put_state(
+                    &mut tx.conn,
+                    self.workspace,
+                    self.id,
+                    field,
+                    "manual",
+                    Some(now),
+                    None,
+                    0,
+                    None,
+                    false,
+                    Some(serde_json::json!({"overridden_by": self.actor})),
+                )
+                .await?;
+            }
+        }
         Ok((case, events))
     }
 }

@@ -47,6 +47,16 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Measure throughput and latency on this machine (see docs/PERFORMANCE.md).
     Bench(crate::bench::BenchArgs),
+    /// Manage the master key that seals secrets at rest.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Re-seal every secret under a new master key (from `CASEHOOK_NEW_MASTER_KEY`, or
+    /// generated), in one transaction. Stop the servers first and restart them after.
+    RotateMasterKey(DatabaseArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -42,6 +42,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             cli::Command::Serve(args) => serve::run(args).await,
             cli::Command::Migrate(args) => serve::migrate(args).await,
             cli::Command::Bench(args) => bench::run(args).await,
+            cli::Command::Secrets(cli::SecretsCommand::RotateMasterKey(args)) => {
+                serve::rotate_master_key(args).await
+            }
         }
     })
 }

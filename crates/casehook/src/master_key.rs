@@ -10,8 +10,124 @@ use std::path::Path;
 
 use anyhow::Context;
 use casehook_core::sealed::MasterKey;
+use casehook_store::{KeyCheck, Store};
 
 const FILE: &str = "master.key";
+/// A rotation's new key, written before the database is re-sealed and renamed over
+/// `master.key` after: if the process dies in between, the next start finds the key that
+/// opens the database among the two.
+const NEXT_FILE: &str = "master.key.next";
+/// Set (with `CASEHOOK_MASTER_KEY`) to choose the new key of a rotation.
+const NEW_KEY_ENV: &str = "CASEHOOK_NEW_MASTER_KEY";
+
+/// Load the key and check it against the database (storing its check value on a database
+/// that has none), finishing an interrupted rotation if need be.
+pub async fn load_checked(data_dir: &Path, store: &Store) -> anyhow::Result<MasterKey> {
+    let key = load(data_dir)?;
+    match store.check_master_key(&key).await? {
+        KeyCheck::Matches | KeyCheck::Installed => Ok(key),
+        KeyCheck::Mismatch {
+            expected_fingerprint,
+        } => {
+            let next = data_dir.join(NEXT_FILE);
+            if std::env::var_os("CASEHOOK_MASTER_KEY").is_none()
+                && let Ok(encoded) = std::fs::read_to_string(&next)
+                && let Ok(candidate) = MasterKey::parse(&encoded)
+                && store.check_master_key(&candidate).await? == KeyCheck::Matches
+            {
+                std::fs::rename(&next, data_dir.join(FILE)).with_context(|| {
+                    format!("finishing the key rotation: renaming {}", next.display())
+                })?;
+                tracing::warn!(
+                    fingerprint = candidate.fingerprint(),
+                    "finished an interrupted master-key rotation"
+                );
+                return Ok(candidate);
+            }
+            anyhow::bail!(
+                "the master key (fingerprint {}) is not the one this database's secrets are sealed with (fingerprint {expected_fingerprint}): set CASEHOOK_MASTER_KEY to that key, or restore {} in the data directory",
+                key.fingerprint(),
+                FILE
+            )
+        }
+    }
+}
+
+/// `casehook secrets rotate-master-key`: re-seal every secret under a new key, in one
+/// transaction, and put the new key in place. Run it with the servers stopped: a running
+/// server keeps the old key until it restarts.
+pub async fn rotate(data_dir: &Path, store: &Store) -> anyhow::Result<()> {
+    let old = load_checked(data_dir, store).await?;
+    let from_env = std::env::var_os("CASEHOOK_MASTER_KEY").is_some();
+    let (new, encoded, chosen) = match std::env::var(NEW_KEY_ENV) {
+        Ok(encoded) => (
+            MasterKey::parse(&encoded).context(NEW_KEY_ENV)?,
+            encoded.trim().to_owned(),
+            true,
+        ),
+        Err(_) => {
+            let (key, encoded) = MasterKey::generate();
+            (key, encoded, false)
+        }
+    };
+    if new.fingerprint() == old.fingerprint() {
+        anyhow::bail!("the new master key is the current one; nothing to rotate");
+    }
+    let next = data_dir.join(NEXT_FILE);
+    if !from_env {
+        write_private(&next, &encoded)?;
+    }
+    let resealed = store
+        .reseal_all(&old, &new)
+        .await
+        .context("re-sealing the secrets (nothing was changed)")?;
+    if from_env {
+        println!(
+            "Re-sealed {} value(s) under the new master key (fingerprint {}).",
+            resealed.values,
+            new.fingerprint()
+        );
+        if chosen {
+            println!(
+                "Set CASEHOOK_MASTER_KEY to the value of {NEW_KEY_ENV} for every casehook process."
+            );
+        } else {
+            println!(
+                "Set CASEHOOK_MASTER_KEY to this new key for every casehook process (shown only now):"
+            );
+            println!();
+            println!("    {encoded}");
+            println!();
+        }
+    } else {
+        std::fs::rename(&next, data_dir.join(FILE))
+            .with_context(|| format!("renaming {} into place", next.display()))?;
+        if let Ok(dir) = std::fs::File::open(data_dir) {
+            let _ = dir.sync_all();
+        }
+        println!(
+            "Re-sealed {} value(s) under the new master key (fingerprint {}), now in {}.",
+            resealed.values,
+            new.fingerprint(),
+            data_dir.join(FILE).display()
+        );
+    }
+    println!("Restart every casehook process so they use the new key.");
+    Ok(())
+}
+
+fn write_private(path: &Path, encoded: &str) -> anyhow::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(encoded.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
 
 pub fn load(data_dir: &Path) -> anyhow::Result<MasterKey> {
     if let Ok(encoded) = std::env::var("CASEHOOK_MASTER_KEY") {

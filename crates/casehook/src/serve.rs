@@ -37,7 +37,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     {
         print_first_start(&first, local);
     }
-    let engine = build_engine(&args, store.clone())?;
+    let engine = build_engine(&args, store.clone()).await?;
     let state = AppState::new(
         store.clone(),
         ServerConfig {
@@ -68,8 +68,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// The workers' state: master key, outbound client (with its SSRF policy), endpoint cache.
-fn build_engine(args: &ServeArgs, store: Store) -> anyhow::Result<Engine> {
-    let keys = master_key::load(&args.database.data_dir)?;
+async fn build_engine(args: &ServeArgs, store: Store) -> anyhow::Result<Engine> {
+    let keys = master_key::load_checked(&args.database.data_dir, &store).await?;
     let policy = OutboundPolicy {
         allow_private_networks: args.allow_private_networks,
         allow_cidrs: args.allow_cidrs.clone(),
@@ -107,6 +107,16 @@ pub async fn migrate(args: DatabaseArgs) -> anyhow::Result<()> {
     println!("{applied} migration(s) applied; the schema is current");
     store.close().await;
     Ok(())
+}
+
+pub async fn rotate_master_key(args: DatabaseArgs) -> anyhow::Result<()> {
+    let url = args.resolve()?;
+    let store = Store::open(&url)
+        .await
+        .with_context(|| format!("opening the database {}", redact_url(&url)))?;
+    let done = master_key::rotate(&args.data_dir, &store).await;
+    store.close().await;
+    done
 }
 
 /// The admin key is printed to standard output once, never logged.

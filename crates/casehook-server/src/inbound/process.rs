@@ -654,6 +654,7 @@ async fn build_items(
                             .map(|(s, r)| (s.clone(), Some(r.clone())))
                             .collect::<BTreeMap<_, _>>(),
                         form_version: Some(form.version),
+                        overrides: Vec::new(),
                     };
                     let item = key.clone().map(|k| InboundItem::Update {
                         target: to_case_match(k),

@@ -351,11 +351,21 @@ async fn apply_patch(
             if !errors.is_empty() {
                 return Err(ApiError::validation(errors));
             }
+            let overrides = data
+                .keys()
+                .filter(|k| {
+                    form.spec
+                        .field(k)
+                        .is_some_and(|f| f.field_type == casehook_core::form::FieldType::ApiCall)
+                })
+                .cloned()
+                .collect();
             let patch = CasePatch {
                 data,
                 status: body.status.clone(),
                 external_refs: body.external_refs.clone(),
                 form_version: Some(form.version),
+                overrides,
             };
             let written = state
                 .store

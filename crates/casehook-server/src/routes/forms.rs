@@ -6,9 +6,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::http::header::ETAG;
 use axum::response::{AppendHeaders, IntoResponse};
+use casehook_core::apicall::Source;
 use casehook_core::form::FormSpec;
-use casehook_core::{FormId, Role};
-use casehook_store::FormRecord;
+use casehook_core::{FieldError, FieldErrorCode, FormId, Role, WorkspaceId};
+use casehook_store::{FormRecord, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -46,9 +47,58 @@ fn with_etag(status: StatusCode, form: FormRecord) -> impl IntoResponse {
     )
 }
 
-fn checked(spec: FormSpec) -> ApiResult<FormSpec> {
+/// The form's own rules, then what needs the workspace: the connections and operations its
+/// API-call fields name must exist.
+async fn checked(state: &AppState, workspace: WorkspaceId, spec: FormSpec) -> ApiResult<FormSpec> {
     spec.check().map_err(ApiError::validation)?;
-    Ok(spec)
+    let mut problems = Vec::new();
+    for (i, field) in spec.fields.iter().enumerate() {
+        let Some(api) = casehook_core::apicall::spec_of(&spec, &field.key) else {
+            continue;
+        };
+        let (connection, operation) = match &api.source {
+            Source::Operation {
+                connection,
+                operation,
+            } => (connection, Some(operation)),
+            Source::Inline { api_config } => match &api_config.connection {
+                Some(c) => (c, None),
+                None => continue,
+            },
+        };
+        let at = format!("fields[{i}].api_call");
+        match state.store.find_connection(workspace, connection).await {
+            Ok(record) => {
+                let has = |op: &str| {
+                    record
+                        .config
+                        .get("operations")
+                        .and_then(|ops| ops.get(op))
+                        .is_some()
+                };
+                if let Some(op) = operation
+                    && !has(op)
+                {
+                    problems.push(FieldError::new(
+                        format!("{at}.operation"),
+                        FieldErrorCode::ValueNotAllowed,
+                        format!("the connection `{connection}` has no operation `{op}`"),
+                    ));
+                }
+            }
+            Err(StoreError::NotFound(_)) => problems.push(FieldError::new(
+                format!("{at}.connection"),
+                FieldErrorCode::ValueNotAllowed,
+                format!("there is no connection `{connection}`; create it at /connections first"),
+            )),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if problems.is_empty() {
+        Ok(spec)
+    } else {
+        Err(ApiError::validation(problems))
+    }
 }
 
 /// Create a form (admin).
@@ -62,7 +112,10 @@ async fn create_form(
     caller.require(Role::Admin)?;
     let form = state
         .store
-        .create_form(caller.workspace, checked(spec)?)
+        .create_form(
+            caller.workspace,
+            checked(&state, caller.workspace, spec).await?,
+        )
         .await?;
     Ok(with_etag(StatusCode::CREATED, form))
 }
@@ -115,7 +168,12 @@ async fn update_form(
     let id: FormId = parse_id(&id, "form")?;
     let form = state
         .store
-        .update_form(caller.workspace, id, checked(spec)?, version)
+        .update_form(
+            caller.workspace,
+            id,
+            checked(&state, caller.workspace, spec).await?,
+            version,
+        )
         .await?;
     state.forms.invalidate(&(caller.workspace, id));
     Ok(with_etag(StatusCode::OK, form))

@@ -1,12 +1,15 @@
 //! The `/api/v1` routes, one module per resource collection.
 
+pub mod api_calls;
 pub mod cases;
+pub mod connections;
 pub mod deliveries;
 pub mod endpoint_health;
 pub mod endpoints;
 pub mod events;
 pub mod forms;
 pub mod ops;
+pub mod secrets;
 pub mod workspaces;
 
 use std::str::FromStr;
