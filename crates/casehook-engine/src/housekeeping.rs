@@ -20,20 +20,11 @@ pub(crate) async fn run_housekeeping(engine: Engine, mut shutdown: watch::Receiv
         let before =
             now_micros().saturating_sub(i64::try_from(retention.as_micros()).unwrap_or(i64::MAX));
         let store = engine.store();
-        let inbound = prune(
-            "inbound keys and request log",
-            &|| store.prune_inbound(before, BATCH),
-            &shutdown,
-        );
-        if !inbound.await {
-            return;
-        }
-        let api_calls = prune(
-            "API-call log and response cache",
-            &|| store.prune_api_calls(before, BATCH),
-            &shutdown,
-        );
-        if !api_calls.await {
+        let inbound = || store.prune_inbound(before, BATCH);
+        let api_calls = || store.prune_api_calls(before, BATCH);
+        if !prune("inbound keys and request log", &inbound, &shutdown).await
+            || !prune("API-call log and response cache", &api_calls, &shutdown).await
+        {
             return;
         }
         tokio::select! {
