@@ -35,8 +35,9 @@ pub(crate) async fn run_housekeeping(engine: Engine, mut shutdown: watch::Receiv
 }
 
 /// Run one kind of pruning until a batch comes back short; false on shutdown.
-async fn prune<F>(what: &str, pass: &dyn Fn() -> F, shutdown: &watch::Receiver<bool>) -> bool
+async fn prune<P, F>(what: &str, pass: &P, shutdown: &watch::Receiver<bool>) -> bool
 where
+    P: Fn() -> F + Sync,
     F: std::future::Future<Output = Result<u64>>,
 {
     loop {
