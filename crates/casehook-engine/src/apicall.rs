@@ -291,8 +291,10 @@ impl Engine {
         if cache_secs > 0 && !dry_run {
             match self.inner.store.cached_response(&key).await {
                 Ok(Some(hit)) => {
+                    let response: Option<Value> = serde_json::from_slice(&hit.body).ok();
                     return Ok(TryOutcome {
-                        response: serde_json::from_slice(&hit.body).ok(),
+                        response: response
+                            .map(|r| casehook_outbound::redact_json(&r, &prepared.sensitive)),
                         status: u16::try_from(hit.status).ok(),
                         cached: true,
                         failure: None,
@@ -323,6 +325,8 @@ impl Engine {
             return Err(ConfigError("no request was made".into()));
         };
         let (response, failure) = judge(resolved, last);
+        // An API that echoes a credential must not carry it into case data or answers.
+        let response = response.map(|r| casehook_outbound::redact_json(&r, &prepared.sensitive));
         if failure.is_none()
             && cache_secs > 0
             && !dry_run

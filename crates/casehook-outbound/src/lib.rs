@@ -48,7 +48,8 @@ pub use exchange::{DEFAULT_TIMEOUT, Exchange, OutboundRequest, RecordedRequest, 
 pub use ipnet::IpNet;
 pub use policy::{Blocked, OutboundPolicy};
 pub use redact::{
-    REDACTED, excerpt, is_sensitive_header, is_sensitive_param, redact, redact_headers, redact_url,
+    REDACTED, excerpt, is_sensitive_header, is_sensitive_param, redact, redact_headers,
+    redact_json, redact_url,
 };
 pub use reqwest::{Method, Url};
 

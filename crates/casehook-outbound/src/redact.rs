@@ -80,6 +80,26 @@ pub fn redact<S: AsRef<str>>(text: &str, sensitive: &[S]) -> String {
     out
 }
 
+/// [`redact`] every string (and object key) inside a JSON value.
+pub fn redact_json<S: AsRef<str>>(value: &serde_json::Value, sensitive: &[S]) -> serde_json::Value {
+    use serde_json::Value;
+    if sensitive.iter().all(|s| s.as_ref().is_empty()) {
+        return value.clone();
+    }
+    match value {
+        Value::String(s) => Value::String(redact(s, sensitive)),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| redact_json(v, sensitive)).collect())
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (redact(k, sensitive), redact_json(v, sensitive)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// All spellings of all sensitive values, longest first, without duplicates.
 fn spellings<S: AsRef<str>>(sensitive: &[S]) -> Vec<String> {
     let mut needles = Vec::new();
