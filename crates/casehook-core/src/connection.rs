@@ -231,6 +231,12 @@ impl ConnectionConfig {
                 "the rate is a positive number of requests per second",
             ));
         }
+        if let Some(RateLimit { burst: Some(0), .. }) = self.rate_limit {
+            problems.push(problem(
+                "rate_limit.burst".into(),
+                "a burst is at least 1 (no request could ever go with 0)",
+            ));
+        }
         if let Some(pem) = &self.tls.ca_pem
             && !pem.contains("-----BEGIN CERTIFICATE-----")
         {
