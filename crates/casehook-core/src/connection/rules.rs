@@ -114,7 +114,7 @@ impl ErrorRule {
         };
         let found = compiled.query(body).all();
         match &self.equals {
-            Some(expected) => found.iter().any(|v| *v == expected),
+            Some(expected) => found.contains(&expected),
             None => !found.is_empty(),
         }
     }
