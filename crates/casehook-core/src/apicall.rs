@@ -62,6 +62,9 @@ impl Triggers {
 }
 
 /// Where the request comes from: an inline `api_config`, or a connection's operation.
+// Parsed once per field and short-lived; boxing `api_config` would change the public shape
+// the engine matches on for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Source {
@@ -249,12 +252,24 @@ impl ApiCallSpec {
                 format!("at most {MAX_CACHE_SECS} seconds"),
             ));
         }
-        let mapping = self.mapping(key, None);
-        if let Err(errors) = mapping.check(form) {
-            problems.extend(errors.into_iter().map(|mut e| {
-                e.field = format!("{at}.response_mapping.{}", e.field);
-                e
-            }));
+        // Reported where the mapping is written: the field's own, or the inline config's
+        // (whose paths `check_inline` has already compiled: each problem is said once).
+        let mapping_at = match &self.source {
+            Source::Inline { api_config }
+                if self.settings.response_mapping.is_none()
+                    && api_config.response_mapping.is_some() =>
+            {
+                format!("{at}.api_config.response_mapping")
+            }
+            _ => format!("{at}.response_mapping"),
+        };
+        if let Err(errors) = self.mapping(key, None).check(form) {
+            for mut e in errors {
+                e.field = format!("{mapping_at}.{}", e.field);
+                if !problems.contains(&e) {
+                    problems.push(e);
+                }
+            }
         }
         problems
     }
@@ -262,20 +277,32 @@ impl ApiCallSpec {
 
 /// `{data.x}` must name a field of the form.
 fn check_data_refs(spec: &RequestSpec, form: &FormSpec, at: &str, problems: &mut Vec<FieldError>) {
+    // Each placeholder with where it is written, relative to `at`.
     let mut templates: Vec<(String, &crate::template::Placeholder)> = Vec::new();
-    let url = spec.url.iter().chain(spec.path.iter());
-    for t in url {
-        templates.extend(t.placeholders().map(|p| ("url".to_owned(), p)));
+    for (part, t) in [("url", &spec.url), ("path", &spec.path)] {
+        if let Some(t) = t {
+            templates.extend(t.placeholders().map(|p| (part.to_owned(), p)));
+        }
     }
-    for (name, t) in spec.headers.iter().chain(spec.query.iter()) {
-        templates.extend(t.placeholders().map(|p| (name.clone(), p)));
+    for (part, map) in [("headers", &spec.headers), ("query", &spec.query)] {
+        for (name, t) in map {
+            templates.extend(t.placeholders().map(|p| (format!("{part}.{name}"), p)));
+        }
     }
     let body = spec
         .body
         .as_ref()
         .and_then(|b| crate::template::JsonTemplate::parse(b).ok());
     if let Some(body) = &body {
-        templates.extend(body.placeholders());
+        // The body's own paths: `""` (the whole body), `customer.id`, `[0]`, `lines[0]`.
+        templates.extend(body.placeholders().into_iter().map(|(path, p)| {
+            let sep = if path.is_empty() || path.starts_with('[') {
+                ""
+            } else {
+                "."
+            };
+            (format!("body{sep}{path}"), p)
+        }));
     }
     for (where_, p) in templates {
         if p.root() == "data"

@@ -231,6 +231,12 @@ impl ConnectionConfig {
                 "the rate is a positive number of requests per second",
             ));
         }
+        if let Some(RateLimit { burst: Some(0), .. }) = self.rate_limit {
+            problems.push(problem(
+                "rate_limit.burst".into(),
+                "a burst is at least 1 (no request could ever go with 0)",
+            ));
+        }
         if let Some(pem) = &self.tls.ca_pem
             && !pem.contains("-----BEGIN CERTIFICATE-----")
         {
@@ -372,18 +378,31 @@ impl RequestSpec {
 }
 
 /// A URL template's fixed start must be an absolute http(s) URL: placeholders may fill the
-/// path and query, not choose the scheme.
+/// path and query, not choose the scheme, host or port. A value rendered into the authority
+/// would keep its `.` and `-` (path-segment encoding), so `https://api.example{data.x}` could
+/// be sent to any `api.example….` host: the authority must end before the first placeholder.
 fn check_url_template(url: &Template) -> Result<(), String> {
     let text = url.as_str();
     let fixed = text.split('{').next().unwrap_or_default();
-    let rest = fixed
+    let (scheme, rest) = fixed
         .strip_prefix("https://")
-        .or_else(|| fixed.strip_prefix("http://"))
+        .map(|rest| ("https", rest))
+        .or_else(|| fixed.strip_prefix("http://").map(|rest| ("http", rest)))
         .ok_or_else(|| format!("`{text}` does not start with `https://` or `http://`"))?;
     if rest.is_empty() || rest.starts_with('/') {
         return Err(format!("`{text}` has no host before its first placeholder"));
     }
-    Ok(())
+    let authority = match rest.find(['/', '?', '#']) {
+        Some(end) => &rest[..end],
+        None if url.placeholders().next().is_some() => {
+            return Err(format!(
+                "`{text}`: a placeholder may not be part of the host or port; write the host \
+                 out and end it with `/` or `?` before the first placeholder"
+            ));
+        }
+        None => rest,
+    };
+    auth::check_http_url(&format!("{scheme}://{authority}/")).map(|_| ())
 }
 
 fn check_headers(at: &str, headers: &BTreeMap<String, Template>, problems: &mut Vec<FieldError>) {

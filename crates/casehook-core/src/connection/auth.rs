@@ -53,9 +53,10 @@ pub enum OAuth1Method {
 }
 
 /// How requests prove who sends them.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AuthMethod {
+    #[default]
     None,
     Basic {
         #[schema(value_type = String)]
@@ -131,12 +132,6 @@ pub enum AuthMethod {
         #[schema(value_type = String)]
         password: Template,
     },
-}
-
-impl Default for AuthMethod {
-    fn default() -> Self {
-        Self::None
-    }
 }
 
 impl std::fmt::Debug for AuthMethod {
@@ -220,7 +215,7 @@ impl AuthMethod {
         all
     }
 
-    /// What the API may show: everything but the secret parts, which show as `"set"` or as
+    /// What the API may show: everything but the secret parts, which show as `"(set)"` or as
     /// the secret they refer to (`{secret.name}` is not itself secret).
     pub fn public_view(&self) -> Value {
         let mut view = serde_json::to_value(self).unwrap_or_else(|_| json!({}));

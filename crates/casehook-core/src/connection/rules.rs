@@ -23,10 +23,13 @@ impl StatusMatch {
     }
 }
 
+/// `5` for `"5xx"`: exactly one digit from 1 to 5, then `xx` (`u16::parse` alone would also
+/// take `"+5xx"` and `"05xx"`).
 fn class_digit(class: &str) -> Option<u16> {
-    let digit = class.strip_suffix("xx")?;
-    let d: u16 = digit.parse().ok()?;
-    (1..=5).contains(&d).then_some(d)
+    match class.as_bytes() {
+        [d @ b'1'..=b'5', b'x', b'x'] => Some(u16::from(d - b'0')),
+        _ => None,
+    }
 }
 
 /// One rule: it matches when every condition given holds.
@@ -111,7 +114,7 @@ impl ErrorRule {
         };
         let found = compiled.query(body).all();
         match &self.equals {
-            Some(expected) => found.iter().any(|v| *v == expected),
+            Some(expected) => found.contains(&expected),
             None => !found.is_empty(),
         }
     }

@@ -484,3 +484,186 @@ fn every_public_type_describes_itself_for_openapi() {
         assert!(serde_json::to_value(schema).is_ok());
     }
 }
+
+/// A credit-score field as the API Call field spec writes it: `name` for the label, and the
+/// call's configuration beside `key` and `type`.
+fn credit_score_field() -> serde_json::Value {
+    json!({
+        "key": "credit_score",
+        "name": "Credit Score",
+        "type": "api_call",
+        "api_config": {
+            "url": "https://api.bureau.example/v2/score/{data.customer_id}",
+            "method": "GET",
+            "headers": {"X-API-Key": "{secret.bureau_key}"},
+            "params": {"country": "{data.country}"},
+            "response_mapping": "$.score"
+        },
+        "trigger": "on_update",
+        "trigger_fields": ["customer_id", "country"],
+        "retry": 5,
+        "timeout": 10000,
+        "cache_duration": 3600,
+        "visibility": "hide-when-empty",
+        "section": "risk"
+    })
+}
+
+fn credit_form(field: serde_json::Value) -> FormSpec {
+    form(json!({
+        "name": "Company onboarding",
+        "sections": [{"key": "risk", "label": "Risk"}],
+        "fields": [
+            {"key": "customer_id", "type": "text", "required": true},
+            {"key": "country", "type": "text"},
+            field
+        ]
+    }))
+}
+
+#[test]
+fn an_api_call_field_in_the_api_call_spelling_gathers_its_configuration() {
+    let f: FieldDef = serde_json::from_value(credit_score_field()).expect("deserialize");
+    assert_eq!(f.key, "credit_score");
+    assert_eq!(f.label, "Credit Score", "`name` is the label");
+    assert_eq!(f.field_type, FieldType::ApiCall);
+    assert_eq!(f.visibility, Some(Visibility::HideWhenEmpty));
+    assert_eq!(f.section.as_deref(), Some("risk"));
+    let config = f.api_call.as_ref().expect("configuration gathered");
+    assert_eq!(
+        *config,
+        json!({
+            "api_config": credit_score_field()["api_config"],
+            "trigger": "on_update",
+            "trigger_fields": ["customer_id", "country"],
+            "retry": 5,
+            "timeout": 10000,
+            "cache_duration": 3600
+        })
+    );
+    let spec = crate::apicall::ApiCallSpec::from_json(config).expect("a valid api_call");
+    assert_eq!(
+        (
+            spec.settings.retry,
+            spec.settings.timeout,
+            spec.settings.cache_duration
+        ),
+        (5, 10_000, 3600)
+    );
+}
+
+#[test]
+fn an_api_call_field_round_trips_in_the_canonical_spelling() {
+    let f: FieldDef = serde_json::from_value(credit_score_field()).expect("deserialize");
+    let written = serde_json::to_value(&f).expect("serialize");
+    assert_eq!(written["label"], "Credit Score");
+    assert_eq!(written["visibility"], "hide-when-empty");
+    assert_eq!(written["api_call"]["retry"], 5);
+    for top in [
+        "name",
+        "api_config",
+        "trigger",
+        "retry",
+        "timeout",
+        "cache_duration",
+    ] {
+        assert!(
+            written.get(top).is_none(),
+            "`{top}` is written inside api_call: {written}"
+        );
+    }
+    let again: FieldDef = serde_json::from_value(written).expect("deserialize again");
+    assert_eq!(again, f);
+    let f = credit_form(credit_score_field());
+    let again: FormSpec =
+        serde_json::from_value(serde_json::to_value(&f).expect("serialize")).expect("parse");
+    assert_eq!(again, f);
+}
+
+#[test]
+fn an_api_call_field_in_the_api_call_spelling_passes_check() {
+    assert_eq!(credit_form(credit_score_field()).check(), Ok(()));
+}
+
+#[test]
+fn top_level_api_call_keys_join_a_nested_api_call_object() {
+    let f: FieldDef = serde_json::from_value(json!({
+        "key": "credit_score", "type": "api_call",
+        "api_call": {"connection": "bureau", "operation": "score"},
+        "retry": 2
+    }))
+    .expect("deserialize");
+    assert_eq!(
+        f.api_call,
+        Some(json!({"connection": "bureau", "operation": "score", "retry": 2}))
+    );
+    assert_eq!(
+        f.label, "credit_score",
+        "the key when neither label nor name is given"
+    );
+}
+
+#[test]
+fn an_api_call_field_without_configuration_is_refused() {
+    let f = credit_form(json!({"key": "credit_score", "name": "Credit Score", "type": "api_call"}));
+    let errors = check_errors(&f);
+    assert_eq!(
+        errors,
+        [FieldError::new(
+            "fields[2].api_call",
+            FieldErrorCode::InvalidDefinition,
+            "api_call field `credit_score` needs an `api_config` (or a `connection` and an `operation`)"
+        )]
+    );
+}
+
+#[test]
+fn an_unparsable_api_call_configuration_is_refused_with_the_field_named() {
+    let mut field = credit_score_field();
+    // A `connection` beside `api_config` is two sources.
+    field["connection"] = json!("bureau");
+    let errors = check_errors(&credit_form(field));
+    assert_eq!(
+        errors,
+        [FieldError::new(
+            "fields[2].api_call",
+            FieldErrorCode::InvalidDefinition,
+            "field `credit_score`: give either an `api_config`, or a `connection` and an `operation` (by name)"
+        )]
+    );
+}
+
+#[test]
+fn api_call_problems_are_reported_under_the_fields_path() {
+    let mut field = credit_score_field();
+    field["trigger_fields"] = json!(["customer_id", "credit_score"]);
+    field["retry"] = json!(11);
+    field["api_config"]["url"] = json!("https://api.bureau.example/v2/score/{data.customer}");
+    let errors = check_errors(&credit_form(field));
+    assert_eq!(
+        codes_at(&errors),
+        [
+            (
+                "fields[2].api_call.api_config.url",
+                FieldErrorCode::InvalidDefinition
+            ),
+            (
+                "fields[2].api_call.trigger_fields[1]",
+                FieldErrorCode::InvalidDefinition
+            ),
+            (
+                "fields[2].api_call.retry",
+                FieldErrorCode::InvalidDefinition
+            ),
+        ]
+    );
+}
+
+#[test]
+fn api_call_keys_on_another_field_type_are_refused() {
+    let f = credit_form(json!({"key": "credit_score", "type": "number", "timeout": 10000}));
+    assert_eq!(
+        codes_at(&check_errors(&f)),
+        [("fields[2].api_call", FieldErrorCode::InvalidDefinition)]
+    );
+}

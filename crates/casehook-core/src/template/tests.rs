@@ -485,3 +485,142 @@ proptest! {
         prop_assert!(form.bytes().all(|b| b.is_ascii_alphanumeric() || b"*-._%+".contains(&b)));
     }
 }
+
+fn render_url(src: &str, ctx: &Value, missing: Missing) -> Result<Rendered, RenderError> {
+    let scope = JsonScope::new(ctx).with_secrets(&|name: &str| match name {
+        "bureau_key" => Some("bk_live_9/x=1".to_owned()),
+        _ => None,
+    });
+    Template::parse(src)
+        .expect("parses")
+        .render_url(&scope, missing)
+}
+
+fn url_text(src: &str, ctx: &Value) -> String {
+    render_url(src, ctx, Missing::Error).expect("renders").text
+}
+
+#[test]
+fn render_url_encodes_values_after_the_question_mark_as_query_values() {
+    let ctx = json!({"data": {"vat_number": "DE 123&admin=1#x", "country": "Österreich"}});
+    assert_eq!(
+        url_text(
+            "https://api.vatcheck.example/check?vat={data.vat_number}&c={data.country}",
+            &ctx
+        ),
+        "https://api.vatcheck.example/check?vat=DE+123%26admin%3D1%23x&c=%C3%96sterreich"
+    );
+}
+
+#[test]
+fn render_url_encodes_values_before_the_question_mark_as_one_path_segment() {
+    let ctx = json!({"data": {"customer_id": "42/../../admin", "q": "a b?c#d"}});
+    assert_eq!(
+        url_text(
+            "https://api.bureau.example/v2/customers/{data.customer_id}/score",
+            &ctx
+        ),
+        "https://api.bureau.example/v2/customers/42%2F..%2F..%2Fadmin/score"
+    );
+    // Space is `%20` in a path (`+` only means space in a query), and a `?` or `#` in a
+    // value neither starts a query nor a fragment.
+    assert_eq!(
+        url_text("https://geo.example/search/{data.q}", &ctx),
+        "https://geo.example/search/a%20b%3Fc%23d"
+    );
+}
+
+#[test]
+fn render_url_refuses_a_dot_segment_value_in_the_path_but_not_in_the_query() {
+    for dots in [".", ".."] {
+        let ctx = json!({"data": {"id": dots}});
+        let err = render_url(
+            "https://crm.example/customers/{data.id}",
+            &ctx,
+            Missing::Error,
+        )
+        .expect_err("a dot segment would change the path");
+        assert_eq!(
+            err,
+            RenderError::DotSegment {
+                placeholder: "{data.id}".into(),
+                value: dots
+            }
+        );
+        assert_eq!(
+            url_text("https://crm.example/customers?id={data.id}", &ctx),
+            format!("https://crm.example/customers?id={dots}")
+        );
+    }
+}
+
+#[test]
+fn render_url_switches_to_query_encoding_at_the_templates_first_question_mark_only() {
+    let ctx = json!({"data": {"kind": "a?b c", "term": "a?b c"}});
+    assert_eq!(
+        url_text(
+            "https://crm.example/{data.kind}/find?term={data.term}",
+            &ctx
+        ),
+        "https://crm.example/a%3Fb%20c/find?term=a%3Fb+c"
+    );
+    // An escaped brace is literal text; a `?` inside a value never switches.
+    assert_eq!(
+        url_text("https://crm.example/{{x}}/{data.kind}", &ctx),
+        "https://crm.example/{x}/a%3Fb%20c"
+    );
+}
+
+#[test]
+fn render_url_renders_numbers_and_booleans_as_text() {
+    let ctx = json!({"data": {"page": 2, "active": true}, "case": {"number": 1042}});
+    assert_eq!(
+        url_text(
+            "https://crm.example/cases/{case.number}?page={data.page}&active={data.active}",
+            &ctx
+        ),
+        "https://crm.example/cases/1042?page=2&active=true"
+    );
+}
+
+#[test]
+fn render_url_records_the_secrets_it_uses_in_path_and_query() {
+    let ctx = json!({"data": {"customer_id": "c-7"}});
+    let out = render_url(
+        "https://api.bureau.example/v2/{secret.bureau_key}/score?key={secret.bureau_key}&c={data.customer_id}",
+        &ctx,
+        Missing::Error,
+    )
+    .expect("renders");
+    assert_eq!(
+        out.text,
+        "https://api.bureau.example/v2/bk_live_9%2Fx%3D1/score?key=bk_live_9%2Fx%3D1&c=c-7"
+    );
+    assert_eq!(out.secrets_used, ["bk_live_9/x=1"]);
+    let logged = redact(&out.text, &out.secrets_used);
+    assert!(!logged.contains("bk_live"), "{logged}");
+    assert!(!format!("{out:?}").contains("bk_live"), "Debug redacts");
+}
+
+#[test]
+fn render_url_treats_missing_values_as_asked() {
+    let ctx = json!({"data": {"vat_number": null}});
+    let src = "https://api.vatcheck.example/check/{data.country}?vat={data.vat_number}";
+    assert_eq!(
+        render_url(src, &ctx, Missing::Error),
+        Err(RenderError::Missing {
+            placeholder: "{data.country}".into()
+        })
+    );
+    assert_eq!(
+        render_url(src, &ctx, Missing::Empty).expect("renders").text,
+        "https://api.vatcheck.example/check/?vat="
+    );
+    let err = render_url(
+        "https://api.bureau.example/{secret.unknown}",
+        &ctx,
+        Missing::Error,
+    )
+    .expect_err("an unknown secret is missing");
+    assert!(matches!(err, RenderError::Missing { .. }), "{err}");
+}
