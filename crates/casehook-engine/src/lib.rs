@@ -154,6 +154,7 @@ impl Engine {
             shutdown.clone(),
         ));
         tasks.spawn(run_api_calls(self.clone(), shutdown.clone()));
+        tasks.spawn(run_schedules(self.clone(), shutdown.clone()));
         if let Some(handed) = handed {
             tasks.spawn(run_deliveries(self.clone(), handed, shutdown));
         } else {
@@ -281,6 +282,36 @@ async fn run_deliveries(
     }
     while running.join_next().await.is_some() {}
     tracing::debug!("delivery workers stopped");
+}
+
+/// How often due schedules are looked for: runs start within this of their time.
+const SCHEDULE_TICK: Duration = Duration::from_secs(1);
+
+/// Start scheduled API-call fields when they come due (in any process sharing the database:
+/// each run starts once, see `Store::start_due_schedules`).
+async fn run_schedules(engine: Engine, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match engine
+            .inner
+            .store
+            .start_due_schedules(apicall::API_CALL_QUEUE, 100)
+            .await
+        {
+            Ok(started) => {
+                for due in &started {
+                    tracing::debug!(form = %due.form_id, field = %due.field, "scheduled API-call run started");
+                }
+                if started.len() == 100 {
+                    continue;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "starting scheduled API calls failed; will retry"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SCHEDULE_TICK) => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+    }
 }
 
 /// API-call runs in flight at once in this process.

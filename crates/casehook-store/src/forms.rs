@@ -88,6 +88,7 @@ impl WriteOp for CreateForm {
                 ],
             )
             .await?;
+        crate::schedules::sync(&mut tx.conn, self.workspace, id, &self.spec).await?;
         get(&mut tx.conn, self.workspace, id).await
     }
 }
@@ -128,6 +129,7 @@ impl WriteOp for UpdateForm {
                 ],
             )
             .await?;
+        crate::schedules::sync(&mut tx.conn, self.workspace, self.id, &self.spec).await?;
         get(&mut tx.conn, self.workspace, self.id).await
     }
 }

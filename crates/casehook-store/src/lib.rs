@@ -22,6 +22,7 @@ mod lite;
 mod migrate;
 mod notify;
 mod pool;
+mod schedules;
 mod sealed;
 mod secrets;
 mod workspaces;
@@ -50,6 +51,7 @@ pub use inbound::{
 };
 pub use jobs::{ClaimedJob, JobState, NewJob};
 pub use pool::redact_url;
+pub use schedules::{DueSchedule, fanout_payload};
 pub use sealed::{KeyCheck, Resealed};
 pub use secrets::{NewSecret, SecretRecord};
 pub use workspaces::{ApiKeyRecord, NewApiKey, Workspace};
