@@ -457,6 +457,69 @@ fn backoff(attempt: i64) -> Duration {
     capped / 2 + Duration::from_millis(rand::random_range(0..=capped.as_millis() as u64 / 2))
 }
 
+/// Cases whose scheduled runs one fan-out job enqueues.
+const FANOUT_PAGE: i64 = 500;
+
+#[derive(serde::Deserialize)]
+struct Fanout {
+    form_id: FormId,
+    field: String,
+    before_number: Option<i64>,
+}
+
+/// A scheduled run: enqueue the field's run for one page of the form's cases, and a job
+/// for the next page. Pages keep one job small however many cases the form has.
+async fn fan_out(
+    engine: &Engine,
+    job: &ClaimedJob,
+    ws: WorkspaceId,
+    f: Fanout,
+) -> Result<(), EngineError> {
+    let store = &engine.inner.store;
+    let page = store
+        .list_cases(
+            ws,
+            &casehook_store::CaseFilter {
+                form_id: Some(f.form_id),
+                before_number: f.before_number,
+                limit: FANOUT_PAGE,
+                ..casehook_store::CaseFilter::default()
+            },
+        )
+        .await?;
+    let mut jobs: Vec<NewJob> = page
+        .items
+        .iter()
+        .map(|case| NewJob {
+            queue: API_CALL_QUEUE.into(),
+            workspace: Some(ws),
+            payload: serde_json::to_value(RunRequest {
+                case_id: case.id,
+                field: f.field.clone(),
+                trigger: Trigger::Scheduled,
+                event_type: Some("schedule".into()),
+                chain: 0,
+            })
+            .unwrap_or(Value::Null),
+            due_at: None,
+        })
+        .collect();
+    if let Some(next) = page.next_cursor {
+        jobs.push(NewJob {
+            queue: API_CALL_QUEUE.into(),
+            workspace: Some(ws),
+            payload: casehook_store::fanout_payload(f.form_id, &f.field, Some(next)),
+            due_at: None,
+        });
+    }
+    // At least once: a crash before completing re-runs this page.
+    if !jobs.is_empty() {
+        store.enqueue_jobs(jobs).await?;
+    }
+    store.complete_job(job).await?;
+    Ok(())
+}
+
 /// Process one claimed API-call job to its end: settled, retried later, or dropped.
 pub(crate) async fn process(engine: &Engine, job: ClaimedJob) -> Result<(), EngineError> {
     let store = &engine.inner.store;
@@ -466,6 +529,17 @@ pub(crate) async fn process(engine: &Engine, job: ClaimedJob) -> Result<(), Engi
             .await?;
         return Ok(());
     };
+    if let Some(fanout) = job.payload.get("fanout") {
+        return match serde_json::from_value::<Fanout>(fanout.clone()) {
+            Ok(f) => fan_out(engine, &job, ws, f).await,
+            Err(e) => {
+                store
+                    .bury_job(&job, &format!("unreadable fan-out: {e}"))
+                    .await?;
+                Ok(())
+            }
+        };
+    }
     let run: RunRequest = match serde_json::from_value(job.payload.clone()) {
         Ok(r) => r,
         Err(e) => {

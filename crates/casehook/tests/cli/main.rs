@@ -2,6 +2,7 @@
 //! process on a free port and talks to it over HTTP, the way an operator would.
 
 mod api;
+mod api_calls;
 mod data_dir;
 mod deliveries;
 mod first_start;
