@@ -75,6 +75,10 @@ pub enum Source {
         connection: String,
         operation: String,
     },
+    /// Several requests in order, each seeing the earlier ones' outputs.
+    Sequence {
+        sequence: Vec<sequence::Step>,
+    },
 }
 
 /// An API-call field's configuration.
@@ -142,12 +146,16 @@ impl ApiCallSpec {
             rest.remove("api_config"),
             rest.remove("connection"),
             rest.remove("operation"),
+            rest.remove("sequence"),
         ) {
-            (Some(config), None, None) => Source::Inline {
+            (None, None, None, Some(steps)) => Source::Sequence {
+                sequence: serde_json::from_value(steps).map_err(|e| format!("sequence: {e}"))?,
+            },
+            (Some(config), None, None, None) => Source::Inline {
                 api_config: serde_json::from_value(config)
                     .map_err(|e| format!("api_config: {e}"))?,
             },
-            (None, Some(Value::String(connection)), Some(Value::String(operation))) => {
+            (None, Some(Value::String(connection)), Some(Value::String(operation)), None) => {
                 Source::Operation {
                     connection,
                     operation,
@@ -155,7 +163,7 @@ impl ApiCallSpec {
             }
             _ => {
                 return Err(
-                    "give either an `api_config`, or a `connection` and an `operation` (by name)"
+                    "give one of: an `api_config`, a `connection` and an `operation` (by name), or a `sequence` of steps"
                         .to_owned(),
                 );
             }
@@ -168,7 +176,7 @@ impl ApiCallSpec {
     pub fn mapping(&self, own_field: &str, operation: Option<&MappingSpec>) -> ResponseMapping {
         let inline = match &self.source {
             Source::Inline { api_config } => api_config.response_mapping.as_ref(),
-            Source::Operation { .. } => None,
+            Source::Operation { .. } | Source::Sequence { .. } => None,
         };
         match self
             .settings
@@ -189,6 +197,13 @@ impl ApiCallSpec {
             Source::Inline { api_config } => {
                 api_config.check_inline(&format!("{at}.api_config"), &mut problems);
                 check_data_refs(api_config, form, &format!("{at}.api_config"), &mut problems);
+                // Only steps of a sequence have earlier steps.
+                sequence::check_step_refs(
+                    api_config,
+                    &[],
+                    &format!("{at}.api_config"),
+                    &mut problems,
+                );
             }
             Source::Operation {
                 connection,
@@ -196,6 +211,9 @@ impl ApiCallSpec {
             } => {
                 problems.extend(check_name(&format!("{at}.connection"), connection));
                 problems.extend(check_name(&format!("{at}.operation"), operation));
+            }
+            Source::Sequence { sequence } => {
+                problems.extend(sequence::check(sequence, form, &format!("{at}.sequence")));
             }
         }
         if self.settings.trigger.has(Trigger::Scheduled) {
@@ -276,7 +294,12 @@ impl ApiCallSpec {
 }
 
 /// `{data.x}` must name a field of the form.
-fn check_data_refs(spec: &RequestSpec, form: &FormSpec, at: &str, problems: &mut Vec<FieldError>) {
+pub(crate) fn check_data_refs(
+    spec: &RequestSpec,
+    form: &FormSpec,
+    at: &str,
+    problems: &mut Vec<FieldError>,
+) {
     // Each placeholder with where it is written, relative to `at`.
     let mut templates: Vec<(String, &crate::template::Placeholder)> = Vec::new();
     for (part, t) in [("url", &spec.url), ("path", &spec.path)] {
@@ -325,5 +348,7 @@ pub fn spec_of(form: &FormSpec, key: &str) -> Option<ApiCallSpec> {
     }
     ApiCallSpec::from_json(field.api_call.as_ref()?).ok()
 }
+pub mod sequence;
+
 #[cfg(test)]
 mod tests;

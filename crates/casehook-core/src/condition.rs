@@ -173,6 +173,20 @@ impl Condition {
     /// Parse and check a condition: syntax, length, nesting, and that it names no variable
     /// other than `event` and `case` and no function conditions cannot call.
     pub fn compile(source: &str) -> Result<Condition, ConditionError> {
+        Self::compile_for(source, analyze::VARIABLES)
+    }
+
+    /// Like [`Condition::compile`], for a step of an API-call sequence: `steps` (the earlier
+    /// steps' outputs by step name) may be used too. Evaluate with
+    /// [`Condition::evaluate_step`].
+    pub fn compile_step(source: &str) -> Result<Condition, ConditionError> {
+        Self::compile_for(source, analyze::STEP_VARIABLES)
+    }
+
+    fn compile_for(
+        source: &str,
+        variables: &'static [&'static str],
+    ) -> Result<Condition, ConditionError> {
         if source.len() > MAX_SOURCE_BYTES {
             return Err(ConditionError::TooLong {
                 len: source.len(),
@@ -185,7 +199,7 @@ impl Condition {
         let program = env()
             .compile(source)
             .map_err(|e| analyze::syntax_error(&e))?;
-        let data_keys = analyze::check(source, &program)?;
+        let data_keys = analyze::check(source, &program, variables)?;
         Ok(Condition {
             inner: Arc::new(Compiled {
                 source: source.to_owned(),
@@ -226,9 +240,31 @@ impl Condition {
     /// case is gone: `case` is then `null`). An absent or null `changes` reads as an empty
     /// object. A runtime error or a result other than a boolean is an error.
     pub fn evaluate(&self, event: &Value, case: Option<&Value>) -> Result<bool, ConditionError> {
+        self.run(event, case, None)
+    }
+
+    /// Evaluate a step condition, with the earlier steps' outputs as `steps`.
+    pub fn evaluate_step(
+        &self,
+        event: &Value,
+        case: Option<&Value>,
+        steps: &Value,
+    ) -> Result<bool, ConditionError> {
+        self.run(event, case, Some(steps))
+    }
+
+    fn run(
+        &self,
+        event: &Value,
+        case: Option<&Value>,
+        steps: Option<&Value>,
+    ) -> Result<bool, ConditionError> {
         let mut context = Context::with_env(Arc::clone(env()));
         context.add_variable_as_val("event", runtime::event_val(event));
         context.add_variable_as_val("case", runtime::case_val(case));
+        if let Some(steps) = steps {
+            context.add_variable_as_val("steps", runtime::case_val(Some(steps)));
+        }
         match self.inner.program.execute(&context) {
             Ok(cel::Value::Bool(b)) => Ok(b),
             Ok(other) => Err(ConditionError::NotBoolean(runtime::describe(&other))),

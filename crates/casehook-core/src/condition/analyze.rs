@@ -8,7 +8,11 @@ use cel::{ParseErrors, Program};
 use super::{ConditionError, MAX_DEPTH, MAX_NESTED_MACROS};
 
 /// The variables every condition gets.
-const VARIABLES: &[&str] = &["event", "case"];
+pub(super) const VARIABLES: &[&str] = &["event", "case"];
+
+/// The variables a step condition of an API-call sequence gets: also the earlier steps'
+/// outputs.
+pub(super) const STEP_VARIABLES: &[&str] = &["event", "case", "steps"];
 
 /// Type names, usable as values in `type(x) == string`.
 const TYPE_NAMES: &[&str] = &[
@@ -53,10 +57,15 @@ const OPTIONAL_FUNCTIONS: &[&str] = &["of", "none", "ofNonZeroValue"];
 const MACROS: &[&str] = &["all", "exists", "exists_one", "map", "filter", "has"];
 
 /// Walk the program; return the `case.data` keys it reads, in order of first use.
-pub(super) fn check(source: &str, program: &Program) -> Result<Vec<String>, ConditionError> {
+pub(super) fn check(
+    source: &str,
+    program: &Program,
+    variables: &'static [&'static str],
+) -> Result<Vec<String>, ConditionError> {
     let mut walker = Walker {
         source,
         program,
+        variables,
         scopes: Vec::new(),
         macros: 0,
         data_keys: Vec::new(),
@@ -68,6 +77,8 @@ pub(super) fn check(source: &str, program: &Program) -> Result<Vec<String>, Cond
 struct Walker<'a> {
     source: &'a str,
     program: &'a Program,
+    /// The free variables allowed.
+    variables: &'static [&'static str],
     /// Variables bound by enclosing macros (`x` in `list.all(x, …)`, and the parser's own
     /// accumulator), innermost last.
     scopes: Vec<&'a str>,
@@ -141,7 +152,7 @@ impl<'a> Walker<'a> {
     }
 
     fn ident(&self, e: &IdedExpr, name: &str) -> Result<(), ConditionError> {
-        if self.is_bound(name) || VARIABLES.contains(&name) || TYPE_NAMES.contains(&name) {
+        if self.is_bound(name) || self.variables.contains(&name) || TYPE_NAMES.contains(&name) {
             return Ok(());
         }
         let (line, column) = self.position(e.id, 0);

@@ -55,6 +55,8 @@ pub struct DryRun {
     #[schema(value_type = Object)]
     pub mapped: serde_json::Map<String, Value>,
     pub problems: Vec<String>,
+    /// Steps of a sequence skipped because their condition was false.
+    pub skipped: Vec<String>,
     /// Why the call counts as failed, when it does.
     pub error: Option<String>,
     pub would_retry: bool,
@@ -166,11 +168,12 @@ fn dry_run_view(
         (None, None) if !resolved.mapping.rules.is_empty() => {
             let Some(response) = outcome.response.as_ref() else {
                 return DryRun {
-                    exchanges: exchanges(&outcome),
+                    exchanges: exchanges(resolved, &outcome),
                     status: outcome.status,
                     response: None,
                     mapped: serde_json::Map::new(),
                     problems: vec!["the answer is not JSON; nothing mapped".into()],
+                    skipped: outcome.skipped.clone(),
                     error: None,
                     would_retry: false,
                 };
@@ -186,22 +189,25 @@ fn dry_run_view(
         _ => (serde_json::Map::new(), Vec::new()),
     };
     DryRun {
-        exchanges: exchanges(&outcome),
+        exchanges: exchanges(resolved, &outcome),
         status: outcome.status,
         response: outcome.response.clone(),
         mapped,
         problems,
+        skipped: outcome.skipped.clone(),
         error: outcome.failure.as_ref().map(|(m, _)| m.clone()),
         would_retry: outcome.failure.as_ref().is_some_and(|(_, r)| *r),
     }
 }
 
-fn exchanges(outcome: &TryOutcome) -> Vec<Value> {
+fn exchanges(resolved: &Resolved, outcome: &TryOutcome) -> Vec<Value> {
     outcome
         .exchanges
         .iter()
-        .map(|e| {
+        .map(|se| {
+            let e = &se.exchange;
             json!({
+                "step": resolved.steps.get(se.step).map(|s| s.name.as_str()).filter(|n| !n.is_empty()),
                 "request": apicall::exchange_request_json(e),
                 "status": e.status(),
                 "response": e.response.as_ref().map(|r| json!({

@@ -56,42 +56,61 @@ async fn checked(state: &AppState, workspace: WorkspaceId, spec: FormSpec) -> Ap
         let Some(api) = casehook_core::apicall::spec_of(&spec, &field.key) else {
             continue;
         };
-        let (connection, operation) = match &api.source {
+        let at = format!("fields[{i}].api_call");
+        // Every connection the field names, with its operation and where it is written.
+        let mut named: Vec<(String, &String, Option<&String>)> = Vec::new();
+        match &api.source {
             Source::Operation {
                 connection,
                 operation,
-            } => (connection, Some(operation)),
-            Source::Inline { api_config } => match &api_config.connection {
-                Some(c) => (c, None),
-                None => continue,
-            },
-        };
-        let at = format!("fields[{i}].api_call");
-        match state.store.find_connection(workspace, connection).await {
-            Ok(record) => {
-                let has = |op: &str| {
-                    record
-                        .config
-                        .get("operations")
-                        .and_then(|ops| ops.get(op))
-                        .is_some()
-                };
-                if let Some(op) = operation
-                    && !has(op)
-                {
-                    problems.push(FieldError::new(
-                        format!("{at}.operation"),
-                        FieldErrorCode::ValueNotAllowed,
-                        format!("the connection `{connection}` has no operation `{op}`"),
-                    ));
+            } => named.push((at.clone(), connection, Some(operation))),
+            Source::Inline { api_config } => {
+                if let Some(c) = &api_config.connection {
+                    named.push((format!("{at}.api_config"), c, None));
                 }
             }
-            Err(StoreError::NotFound(_)) => problems.push(FieldError::new(
-                format!("{at}.connection"),
-                FieldErrorCode::ValueNotAllowed,
-                format!("there is no connection `{connection}`; create it at /connections first"),
-            )),
-            Err(e) => return Err(e.into()),
+            Source::Sequence { sequence } => {
+                for (j, step) in sequence.iter().enumerate() {
+                    let here = format!("{at}.sequence[{j}]");
+                    if let Some(c) = &step.connection {
+                        named.push((here, c, step.operation.as_ref()));
+                    } else if let Some(c) =
+                        step.api_config.as_ref().and_then(|a| a.connection.as_ref())
+                    {
+                        named.push((format!("{here}.api_config"), c, None));
+                    }
+                }
+            }
+        }
+        for (at, connection, operation) in named {
+            match state.store.find_connection(workspace, connection).await {
+                Ok(record) => {
+                    let has = |op: &str| {
+                        record
+                            .config
+                            .get("operations")
+                            .and_then(|ops| ops.get(op))
+                            .is_some()
+                    };
+                    if let Some(op) = operation
+                        && !has(op)
+                    {
+                        problems.push(FieldError::new(
+                            format!("{at}.operation"),
+                            FieldErrorCode::ValueNotAllowed,
+                            format!("the connection `{connection}` has no operation `{op}`"),
+                        ));
+                    }
+                }
+                Err(StoreError::NotFound(_)) => problems.push(FieldError::new(
+                    format!("{at}.connection"),
+                    FieldErrorCode::ValueNotAllowed,
+                    format!(
+                        "there is no connection `{connection}`; create it at /connections first"
+                    ),
+                )),
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     if problems.is_empty() {
