@@ -92,7 +92,7 @@ fn a_connection_and_an_operation_are_the_source() {
 
 #[test]
 fn neither_or_both_sources_are_refused_with_one_clear_message() {
-    let expected = "give either an `api_config`, or a `connection` and an `operation` (by name)";
+    let expected = "give one of: an `api_config`, a `connection` and an `operation` (by name), or a `sequence` of steps";
     let config = json!({"url": "https://api.vatcheck.example/check"});
     for value in [
         json!({}),
@@ -212,7 +212,7 @@ fn serde_deserialize_goes_through_from_json() {
         .expect_err("no operation");
     assert_eq!(
         err.to_string(),
-        "give either an `api_config`, or a `connection` and an `operation` (by name)"
+        "give one of: an `api_config`, a `connection` and an `operation` (by name), or a `sequence` of steps"
     );
 }
 
@@ -570,4 +570,79 @@ fn spec_of_finds_parsed_configuration_of_api_call_fields_only() {
     let mut broken = form.clone();
     broken.fields[5].api_call = Some(json!({"connection": "bureau"}));
     assert_eq!(spec_of(&broken, "credit_score"), None);
+}
+
+/// SwiftCase's example: look up the customer, then their invoices, then the payment status.
+fn customer_sequence() -> Value {
+    json!({
+        "sequence": [
+            {"name": "customer", "connection": "crm", "operation": "find_customer",
+             "outputs": {"id": "$.id", "tier": "$.tier"}},
+            {"name": "invoices",
+             "api_config": {"url": "https://billing.example/customers/{steps.customer.id}/invoices"},
+             "when": "steps.customer.id != null",
+             "outputs": {"open": "$.items[?@.status == 'open'].id"}},
+            {"name": "payment", "connection": "pay", "operation": "status",
+             "when": "size(steps.invoices.open) > 0"}
+        ],
+        "trigger": "manual",
+        "response_mapping": {"risk_band": "$.steps.customer.tier"}
+    })
+}
+
+#[test]
+fn a_sequence_parses_and_passes_its_checks() {
+    let s = spec(customer_sequence());
+    let Source::Sequence { sequence } = &s.source else {
+        panic!("a sequence source: {s:?}");
+    };
+    assert_eq!(
+        sequence.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["customer", "invoices", "payment"]
+    );
+    assert_eq!(s.check("vat_valid", &onboarding(), "api_call"), []);
+}
+
+#[test]
+fn a_step_may_only_use_outputs_of_earlier_steps() {
+    let mut config = customer_sequence();
+    config["sequence"][1]["api_config"]["url"] =
+        json!("https://billing.example/c/{steps.payment.state}");
+    let problems = spec(config).check("vat_valid", &onboarding(), "api_call");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].field, "api_call.sequence[1].api_config");
+    assert!(
+        problems[0]
+            .message
+            .contains("`{steps.payment.state}` names no output of an earlier step"),
+        "{}",
+        problems[0].message
+    );
+}
+
+#[test]
+fn sequence_steps_are_checked_one_by_one() {
+    let config = json!({"sequence": [
+        {"name": "a", "connection": "crm", "operation": "x", "when": "steps.a.id ==", "outputs": {"id": "$["}},
+        {"name": "a", "connection": "crm"},
+    ]});
+    let problems = spec(config).check("vat_valid", &onboarding(), "api_call");
+    let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert!(fields.contains(&"api_call.sequence[0].when"), "{fields:?}");
+    assert!(
+        fields.contains(&"api_call.sequence[0].outputs.id"),
+        "{fields:?}"
+    );
+    assert!(fields.contains(&"api_call.sequence[1].name"), "{fields:?}");
+    assert!(fields.contains(&"api_call.sequence[1]"), "{fields:?}");
+    let empty = spec(json!({"sequence": []})).check("vat_valid", &onboarding(), "api_call");
+    assert_eq!(empty[0].field, "api_call.sequence");
+}
+
+#[test]
+fn steps_placeholders_are_refused_outside_a_sequence() {
+    let config = json!({"api_config": {"url": "https://api.example/{steps.a.b}"}});
+    let problems = spec(config).check("vat_valid", &onboarding(), "api_call");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].field, "api_call.api_config");
 }

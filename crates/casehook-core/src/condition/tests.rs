@@ -501,3 +501,19 @@ fn conditions_are_shared_across_threads() {
     assert_eq!(condition.to_string(), "case.data.amount > 1000");
     assert_eq!(condition.source(), "case.data.amount > 1000");
 }
+
+#[test]
+fn step_conditions_see_earlier_steps_and_endpoint_conditions_do_not() {
+    let source = "steps.customer.tier == 'gold' && case.status == 'open'";
+    assert!(
+        Condition::compile(source).is_err(),
+        "`steps` is not a variable of endpoint conditions"
+    );
+    let c = Condition::compile_step(source).expect("a step condition may read steps");
+    let event = serde_json::json!({"type": "manual"});
+    let case = serde_json::json!({"status": "open", "data": {}});
+    let gold = serde_json::json!({"customer": {"tier": "gold"}});
+    let silver = serde_json::json!({"customer": {"tier": "silver"}});
+    assert_eq!(c.evaluate_step(&event, Some(&case), &gold), Ok(true));
+    assert_eq!(c.evaluate_step(&event, Some(&case), &silver), Ok(false));
+}

@@ -628,7 +628,7 @@ fn an_unparsable_api_call_configuration_is_refused_with_the_field_named() {
         [FieldError::new(
             "fields[2].api_call",
             FieldErrorCode::InvalidDefinition,
-            "field `credit_score`: give either an `api_config`, or a `connection` and an `operation` (by name)"
+            "field `credit_score`: give one of: an `api_config`, a `connection` and an `operation` (by name), or a `sequence` of steps"
         )]
     );
 }
