@@ -204,6 +204,7 @@ const API_CALL_KEYS: &[&str] = &[
     "timeout",
     "cache_duration",
     "response_mapping",
+    "sequence",
 ];
 
 impl FieldDef {

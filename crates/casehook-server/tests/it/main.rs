@@ -8,6 +8,7 @@
 mod receiver;
 mod support;
 
+mod api_sequences;
 mod case_lists;
 mod cases;
 mod errors;

@@ -3,8 +3,8 @@
 -- the master key in use is the one secrets were sealed with.
 
 CREATE TABLE secrets (
-    id                  BYTEA PRIMARY KEY,
-    workspace_id        BYTEA NOT NULL REFERENCES workspaces(id),
+    id                  UUID PRIMARY KEY,
+    workspace_id        UUID NOT NULL REFERENCES workspaces(id),
     name                TEXT NOT NULL,
     description         TEXT,
     -- The value, sealed (context `secret:<id>`); never returned by the API.
@@ -16,8 +16,8 @@ CREATE TABLE secrets (
 CREATE UNIQUE INDEX secrets_name ON secrets (workspace_id, name);
 
 CREATE TABLE connections (
-    id                  BYTEA PRIMARY KEY,
-    workspace_id        BYTEA NOT NULL REFERENCES workspaces(id),
+    id                  UUID PRIMARY KEY,
+    workspace_id        UUID NOT NULL REFERENCES workspaces(id),
     name                TEXT NOT NULL,
     -- Base URL, headers, limits, TLS, auth (without its secrets) and operations.
     config              JSONB NOT NULL,
@@ -32,8 +32,8 @@ CREATE UNIQUE INDEX connections_name ON connections (workspace_id, name) WHERE d
 
 -- The metadata of each API-call field of each case: the last run's outcome.
 CREATE TABLE api_call_states (
-    workspace_id        BYTEA NOT NULL,
-    case_id             BYTEA NOT NULL,
+    workspace_id        UUID NOT NULL,
+    case_id             UUID NOT NULL,
     field_key           TEXT NOT NULL,
     -- ok | failed | running | manual
     status              TEXT NOT NULL,
@@ -50,11 +50,11 @@ CREATE TABLE api_call_states (
 
 -- Every HTTP call an API-call field, an operation or a dry run made (secrets redacted).
 CREATE TABLE api_call_log (
-    id                  BYTEA PRIMARY KEY,
-    workspace_id        BYTEA NOT NULL,
-    case_id             BYTEA,
+    id                  UUID PRIMARY KEY,
+    workspace_id        UUID NOT NULL,
+    case_id             UUID,
     field_key           TEXT,
-    connection_id       BYTEA,
+    connection_id       UUID,
     operation           TEXT,
     dry_run             BOOLEAN NOT NULL,
     started_at          BIGINT NOT NULL,
@@ -74,7 +74,7 @@ CREATE INDEX api_call_log_started ON api_call_log (started_at);
 -- Responses kept for `cache_duration`, by a hash of the rendered request.
 CREATE TABLE api_call_cache (
     cache_key           TEXT PRIMARY KEY,
-    workspace_id        BYTEA NOT NULL,
+    workspace_id        UUID NOT NULL,
     status              BIGINT NOT NULL,
     body                BYTEA NOT NULL,
     stored_at           BIGINT NOT NULL,
@@ -84,9 +84,9 @@ CREATE INDEX api_call_cache_expiry ON api_call_cache (expires_at);
 
 -- Scheduled API-call fields: when each runs next over its form's cases.
 CREATE TABLE api_call_schedules (
-    form_id             BYTEA NOT NULL,
+    form_id             UUID NOT NULL,
     field_key           TEXT NOT NULL,
-    workspace_id        BYTEA NOT NULL,
+    workspace_id        UUID NOT NULL,
     schedule            TEXT NOT NULL,
     next_run_at         BIGINT NOT NULL,
     PRIMARY KEY (form_id, field_key)
