@@ -312,7 +312,7 @@ fn check_url(url: &str, problems: &mut Vec<FieldError>) {
     }
 }
 
-fn check_pattern(pattern: &str) -> Result<(), String> {
+pub(crate) fn check_pattern(pattern: &str) -> Result<(), String> {
     if pattern == "*" {
         return Ok(());
     }

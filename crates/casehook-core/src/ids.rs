@@ -116,3 +116,7 @@ id_type!(
     /// One logged call of an API-call field, operation or dry run.
     ApiCallLogId
 );
+id_type!(
+    /// An action (API calls run on events).
+    ActionId
+);

@@ -4,6 +4,7 @@
 //! This crate is pure: no async runtime, no database, no network. Everything here can be unit-
 //! and property-tested in isolation, and every other crate builds on it.
 
+pub mod action;
 pub mod apicall;
 pub mod auth;
 pub mod case;

@@ -143,7 +143,7 @@ pub fn map_response(
     (mapped.data, problems)
 }
 
-fn backoff(attempt: i64) -> Duration {
+pub(crate) fn backoff(attempt: i64) -> Duration {
     let base = Duration::from_secs(1)
         * 2u32.saturating_pow(u32::try_from(attempt.max(1) - 1).unwrap_or(0).min(16));
     let capped = base.min(MAX_BACKOFF);
@@ -223,6 +223,9 @@ pub(crate) async fn process(engine: &Engine, job: ClaimedJob) -> Result<(), Engi
             .await?;
         return Ok(());
     };
+    if let Some(action) = job.payload.get("action") {
+        return crate::action::process(engine, &job, ws, action).await;
+    }
     if let Some(fanout) = job.payload.get("fanout") {
         return match serde_json::from_value::<Fanout>(fanout.clone()) {
             Ok(f) => fan_out(engine, &job, ws, f).await,

@@ -57,9 +57,21 @@ async fn dispatch_workspace(
         return Ok(0);
     };
     let endpoints = engine.inner.endpoints.list(ws).await?;
+    let actions = engine.actions(ws).await?;
     let mut plan = Vec::new();
     let mut jobs = Vec::new();
     for event in &events {
+        if actions
+            .iter()
+            .any(|a| a.config.subscriptions.matches(event))
+        {
+            let case = if actions.iter().any(|a| a.condition.is_some()) {
+                case_of(engine, event).await?
+            } else {
+                None
+            };
+            jobs.extend(crate::action::plan(&actions, event, case.as_ref()));
+        }
         if let Some(form) = event.form_id
             && matches!(event.event_type.as_str(), "case.created" | "case.updated")
         {

@@ -6,6 +6,7 @@
 //! come due, leases that run out). Several processes can run workers on one database: the
 //! dispatch cursor and the job leases keep them from doing the same work twice.
 
+pub mod action;
 pub mod apicall;
 mod deliver;
 mod dispatch;
@@ -82,6 +83,8 @@ struct Inner {
     handed: Mutex<Option<mpsc::UnboundedReceiver<ClaimedJob>>>,
     /// OAuth 2.0 tokens and Digest nonces of API connections.
     auth: apicall::auth::AuthState,
+    /// Actions by workspace, briefly reused.
+    actions: action::ActionCache,
     /// Form definitions for planning API calls, briefly reused.
     forms: moka::sync::Cache<casehook_core::FormId, Arc<casehook_core::form::FormSpec>>,
 }
@@ -99,6 +102,7 @@ impl Engine {
                 handoff,
                 handed: Mutex::new(Some(handed)),
                 auth: apicall::auth::AuthState::default(),
+                actions: action::ActionCache::default(),
                 forms: moka::sync::Cache::builder()
                     .max_capacity(10_000)
                     .time_to_live(Duration::from_secs(1))

@@ -28,6 +28,7 @@ use crate::routes;
         (name = "secrets", description = "Workspace secrets, write-only"),
         (name = "connections", description = "API connections and their operations"),
         (name = "api-calls", description = "API-call fields: state, manual runs, dry runs and the call log"),
+        (name = "actions", description = "API calls (requests, operations, sequences) run when events happen"),
     )
 )]
 struct ApiDoc;
@@ -63,6 +64,7 @@ pub(crate) fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::secrets::router())
         .merge(routes::connections::router())
         .merge(routes::api_calls::router())
+        .merge(routes::actions::router())
 }
 
 /// The document, built once.

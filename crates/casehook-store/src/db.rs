@@ -71,7 +71,8 @@ id_args!(
     casehook_core::InboundRequestId,
     casehook_core::SecretId,
     casehook_core::ConnectionId,
-    casehook_core::ApiCallLogId
+    casehook_core::ApiCallLogId,
+    casehook_core::ActionId
 );
 
 /// Build an array of `Arg`s from anything convertible: `&args![ws, "open", 3_i64]`.

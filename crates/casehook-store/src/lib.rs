@@ -7,6 +7,7 @@
 //! causes and the jobs it enqueues (transactional outbox). This crate knows SQL; it does not
 //! know HTTP.
 
+mod actions;
 mod api_calls;
 mod cases;
 mod connections;
@@ -30,6 +31,7 @@ mod writer;
 
 use std::sync::Arc;
 
+pub use actions::{ActionChange, ActionRecord, NewAction};
 pub use api_calls::{
     ApiCallLogFilter, ApiCallLogRecord, ApiCallOutcome, ApiCallState, CachedResponse, NewApiCallLog,
 };

@@ -41,6 +41,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_api_connections.sql"),
         postgres: include_str!("../migrations/postgres/0004_api_connections.sql"),
     },
+    Migration {
+        version: 5,
+        name: "actions",
+        sqlite: include_str!("../migrations/sqlite/0005_actions.sql"),
+        postgres: include_str!("../migrations/postgres/0005_actions.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_lock` ("casehook" in ASCII).

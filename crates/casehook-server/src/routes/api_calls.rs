@@ -155,7 +155,7 @@ async fn run_field(
     ))
 }
 
-fn dry_run_view(
+pub(crate) fn dry_run_view(
     resolved: &Resolved,
     form: &FormSpec,
     field: Option<&str>,

@@ -1,5 +1,6 @@
 //! The `/api/v1` routes, one module per resource collection.
 
+pub mod actions;
 pub mod api_calls;
 pub mod cases;
 pub mod connections;

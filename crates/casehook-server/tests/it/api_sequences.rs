@@ -15,6 +15,8 @@ api_tests!(
     a_sequence_chains_lookups_and_maps_the_last_answer,
     a_step_whose_condition_is_false_is_skipped,
     a_failing_step_fails_the_run_naming_the_step,
+    an_action_runs_a_sequence_when_a_case_is_created,
+    a_failing_action_emits_api_call_failed_naming_it,
 );
 
 /// A billing system on 127.0.0.1: customers by email, their invoices, payment states. It
@@ -258,4 +260,98 @@ async fn a_failing_step_fails_the_run_naming_the_step(app: TestApp) {
     );
     // Nothing was mapped from the steps that did succeed.
     assert_eq!(dry["mapped"], json!({}), "{dry}");
+}
+
+/// The action's sequence: the customer, then their invoices; the tier goes into the case.
+fn action_body(form: &str, condition: &str, customer_path: &str) -> Value {
+    json!({
+        "name": "enrich-collections",
+        "subscriptions": {"event_types": ["case.created"], "forms": [form]},
+        "condition": condition,
+        "sequence": [
+            {"name": "customer", "api_config": {"connection": "billing", "path": customer_path,
+                                                 "query": {"email": "{data.email}"}},
+             "outputs": {"id": "$.id", "tier": "$.tier"}},
+            {"name": "invoices",
+             "api_config": {"connection": "billing", "path": "/customers/{steps.customer.id}/invoices"},
+             "outputs": {"open": "$.items[?@.status == 'open'].id"}}
+        ],
+        "retry": 0,
+        "response_mapping": {"tier": "$.steps.customer.tier"}
+    })
+}
+
+/// Wait until case #1 satisfies `done`.
+async fn wait_case(app: &TestApp, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..200 {
+        let case = app
+            .get("/cases/1", &app.admin_key)
+            .await
+            .expect_status(200)
+            .body;
+        if done(&case) {
+            return case;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("case #1 never got there");
+}
+
+async fn an_action_runs_a_sequence_when_a_case_is_created(app: TestApp) {
+    let billing = Billing::start().await;
+    let form = setup(&app, &billing, payment_step()).await;
+    app.post(
+        "/actions",
+        &app.admin_key,
+        action_body(
+            &form,
+            "case.data.email.endsWith('@example.com')",
+            "/customers",
+        ),
+    )
+    .await
+    .expect_status(201);
+    app.create_case(&form, json!({"email": "ann@example.com"}))
+        .await;
+    let case = wait_case(&app, |c| c["data"]["tier"] == "gold").await;
+    assert_eq!(case["version"], 2, "one write-back: {case}");
+    assert_eq!(
+        billing.paths(),
+        [
+            "/customers?email=ann@example.com",
+            "/customers/c-42/invoices"
+        ]
+    );
+    // The action's own write-back (a case.updated) does not run it again, and a case the
+    // condition rules out does not run it at all.
+    app.create_case(&form, json!({"email": "zed@elsewhere.example"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(billing.paths().len(), 2, "{:?}", billing.paths());
+}
+
+async fn a_failing_action_emits_api_call_failed_naming_it(app: TestApp) {
+    let billing = Billing::start().await;
+    let form = setup(&app, &billing, payment_step()).await;
+    app.post(
+        "/actions",
+        &app.admin_key,
+        action_body(&form, "true", "/nowhere"),
+    )
+    .await
+    .expect_status(201);
+    app.create_case(&form, json!({"email": "ann@example.com"}))
+        .await;
+    let mut failed = Vec::new();
+    for _ in 0..200 {
+        failed = app.events(&app.admin_key, "&type=api_call.failed").await;
+        if !failed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let event = failed.first().expect("an api_call.failed event");
+    assert_eq!(event["data"]["action"], "enrich-collections", "{event}");
+    let error = event["data"]["error"].as_str().expect("an error");
+    assert!(error.starts_with("step `customer`: "), "{error}");
 }
