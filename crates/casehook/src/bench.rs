@@ -40,6 +40,8 @@ pub enum Bench {
     Delivery(crate::bench_delivery::DeliveryArgs),
     /// Signed requests creating cases through an inbound hook.
     Inbound(crate::bench_inbound::InboundArgs),
+    /// API-call field runs against a local API, with and without the response cache.
+    ApiCalls(crate::bench_apicall::ApiCallArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -68,6 +70,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Ingest(args) => args,
         Bench::Delivery(args) => return crate::bench_delivery::run(args).await,
         Bench::Inbound(args) => return crate::bench_inbound::run(args).await,
+        Bench::ApiCalls(args) => return crate::bench_apicall::run(args).await,
     };
     let scratch = args
         .scratch

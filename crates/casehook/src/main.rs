@@ -4,6 +4,7 @@
 //! environment variables, then built-in defaults.
 
 mod bench;
+mod bench_apicall;
 mod bench_delivery;
 mod bench_inbound;
 mod cli;
