@@ -31,6 +31,8 @@ struct WorkspaceA {
     delivery_id: String,
     hook_id: String,
     hook_request_id: String,
+    connection_id: String,
+    action_id: String,
     events: usize,
 }
 
@@ -48,8 +50,35 @@ fn fields() -> Value {
 /// key; then workspace B.
 async fn populate(app: &TestApp) -> (WorkspaceA, Tenant) {
     let admin = &app.admin_key;
+    // A secret, a connection with an operation, and a form with an API-call field using it.
+    app.post(
+        "/secrets",
+        admin,
+        json!({"name": "a_secret", "value": "A's own secret"}),
+    )
+    .await
+    .expect_status(201);
+    let connection = app
+        .post(
+            "/connections",
+            admin,
+            json!({"name": "a_crm", "base_url": "http://127.0.0.1:9",
+                   "auth": {"type": "bearer", "token": "{secret.a_secret}"},
+                   "operations": {"lookup": {"path": "/lookup"}}}),
+        )
+        .await
+        .expect_status(201)
+        .body;
+    let connection_id = text(&connection["id"]);
+    let mut form_fields = fields();
+    form_fields.as_array_mut().expect("FIELDS is a list").push(
+        json!({"key": "lookup", "type": "api_call", "trigger": "manual",
+                     "connection": "a_crm", "operation": "lookup"}),
+    );
     let form = app
-        .create_form(json!({"name": "Claims", "statuses": ["open", "closed"], "fields": fields()}))
+        .create_form(
+            json!({"name": "Claims", "statuses": ["open", "closed"], "fields": form_fields}),
+        )
         .await;
     let form_id = text(&form["id"]);
     let case = app
@@ -122,6 +151,17 @@ async fn populate(app: &TestApp) -> (WorkspaceA, Tenant) {
     .await
     .expect_status(200);
     let hook_request_id = text(&logged.body["request_id"]);
+    let action = app
+        .post(
+            "/actions",
+            admin,
+            json!({"name": "a_action", "subscriptions": {"event_types": ["order.*"]},
+                   "connection": "a_crm", "operation": "lookup"}),
+        )
+        .await
+        .expect_status(201)
+        .body;
+    let action_id = text(&action["id"]);
     let workspaces = app.get("/workspaces", admin).await.expect_status(200);
     let workspace_id = text(&workspaces.items()[0]["id"]);
     let events = app.events(admin, "").await.len();
@@ -139,6 +179,8 @@ async fn populate(app: &TestApp) -> (WorkspaceA, Tenant) {
         delivery_id,
         hook_id,
         hook_request_id,
+        connection_id,
+        action_id,
         events,
     };
     (a, b)
@@ -162,6 +204,11 @@ fn values_for(a: &WorkspaceA, template: &str, name: &str) -> Vec<String> {
         ("inbound-hooks", "id") => vec![a.hook_id.clone()],
         ("inbound-hooks", "request") => vec![a.hook_request_id.clone()],
         ("inbound-hooks", "index") => vec!["0".into()],
+        ("cases", "field") => vec!["lookup".into()],
+        ("secrets", "name") => vec!["a_secret".into()],
+        ("connections", "id") => vec![a.connection_id.clone()],
+        ("connections", "operation") => vec!["lookup".into()],
+        ("actions", "id") => vec![a.action_id.clone()],
         _ => panic!(
             "{template}: no value of workspace A for `{{{name}}}`; add one to tenancy.rs \
              so this route is part of the isolation walk"
@@ -209,6 +256,18 @@ fn plausible_body(a: &WorkspaceA, method: &str, template: &str) -> Option<Value>
         }
         ("patch", "/cases/{case}") => Some(json!({"data": {"amount": 1}, "status": "closed"})),
         ("post", "/cases/{case}/status") => Some(json!({"status": "closed"})),
+        ("post", "/cases/{case}/api-calls/{field}/run")
+        | ("post", "/cases/{case}/api-calls/{field}/dry-run") => None,
+        // With If-Match, a PUT names an existing secret (without, it would create B's own).
+        ("put", "/secrets/{name}") => Some(json!({"value": "hijacked"})),
+        ("put", "/connections/{id}") => {
+            Some(json!({"name": "hijacked", "base_url": "https://x.example"}))
+        }
+        ("post", "/connections/{id}/operations/{operation}/dry-run")
+        | ("post", "/actions/{id}/dry-run") => Some(json!({"case": a.case_id})),
+        ("put", "/actions/{id}") => {
+            Some(json!({"name": "hijacked", "api_config": {"url": "https://x.example/"}}))
+        }
         ("put", "/event-types/{name}") => {
             Some(json!({"description": "hijacked", "schema": {"type": "string"}}))
         }
@@ -245,6 +304,9 @@ async fn every_route_answers_404_for_another_workspaces_resources(app: TestApp) 
                 let mut request = app.request(http, &path, Some(&b.admin_key));
                 if let Some(body) = &body {
                     request = request.json(body);
+                }
+                if template == "/secrets/{name}" && method == "put" {
+                    request = request.header("If-Match", "\"1\"");
                 }
                 app.send(request).await.expect_error(404, "not_found");
                 walked += 1;
@@ -294,6 +356,22 @@ async fn every_route_answers_404_for_another_workspaces_resources(app: TestApp) 
         .await
         .expect_status(200);
     assert_eq!(delivery.body["state"], "failed", "{}", delivery.text);
+    for path in [
+        "/secrets/a_secret".to_owned(),
+        format!("/connections/{}", a.connection_id),
+        format!("/actions/{}", a.action_id),
+    ] {
+        let reply = app.get(&path, admin).await.expect_status(200);
+        assert_eq!(reply.body["version"], 1, "{path}: {}", reply.text);
+    }
+    assert!(
+        app.get("/cases/1/api-calls", admin)
+            .await
+            .expect_status(200)
+            .items()
+            .is_empty(),
+        "B ran none of A's API calls"
+    );
     // And B's key is a working key: the 404s are about A's resources, not about B.
     app.get("/forms", &b.admin_key).await.expect_status(200);
 }
