@@ -225,7 +225,11 @@ impl Engine {
             .await
             .map_err(|e| ConfigError(e.0))?;
         let values = prepare::scope_values(case, Some(event), steps);
-        let timeout = Duration::from_millis(resolved.spec.settings.timeout);
+        // The field's bound per try, never longer than its connection's timeout.
+        let mut timeout = Duration::from_millis(resolved.spec.settings.timeout);
+        if let Some(c) = connection {
+            timeout = timeout.min(Duration::from_millis(c.config.timeout_ms));
+        }
         let prepared = prepare::prepare(&step.request, connection, &values, &secrets, timeout)
             .map_err(|e| ConfigError(e.0))?;
         let cache_secs = resolved.spec.settings.cache_duration;
