@@ -225,7 +225,11 @@ impl Engine {
             .await
             .map_err(|e| ConfigError(e.0))?;
         let values = prepare::scope_values(case, Some(event), steps);
-        let timeout = Duration::from_millis(resolved.spec.settings.timeout);
+        // The field's bound per try, never longer than its connection's timeout.
+        let mut timeout = Duration::from_millis(resolved.spec.settings.timeout);
+        if let Some(c) = connection {
+            timeout = timeout.min(Duration::from_millis(c.config.timeout_ms));
+        }
         let prepared = prepare::prepare(&step.request, connection, &values, &secrets, timeout)
             .map_err(|e| ConfigError(e.0))?;
         let cache_secs = resolved.spec.settings.cache_duration;
@@ -270,10 +274,18 @@ impl Engine {
         {
             let expires = now_micros() + i64::try_from(cache_secs).unwrap_or(0) * 1_000_000;
             let status = i64::from(last.status().unwrap_or(200));
+            // Stored redacted too: an echoed credential must not be kept at rest.
+            let stored = match &response {
+                Some(r) => serde_json::to_vec(r).unwrap_or_default(),
+                None => {
+                    casehook_outbound::redact(&String::from_utf8_lossy(body), &prepared.sensitive)
+                        .into_bytes()
+                }
+            };
             if let Err(e) = self
                 .inner
                 .store
-                .cache_response(key, ws, status, body.to_vec(), expires)
+                .cache_response(key, ws, status, stored, expires)
                 .await
             {
                 tracing::warn!(error = %e, "could not cache the response");

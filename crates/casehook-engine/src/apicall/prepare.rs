@@ -380,10 +380,17 @@ fn render_credentials(
     };
     Ok(match auth {
         AuthMethod::None => Credentials::None,
-        AuthMethod::Basic { username, password } => Credentials::Basic {
-            username: text(username, false)?,
-            password: text(password, true)?,
-        },
+        AuthMethod::Basic { username, password } => {
+            let username = text(username, false)?;
+            let password = text(password, true)?;
+            // The header carries them base64-encoded: an API that echoes it back must not
+            // carry the password into case data or answers in that spelling either.
+            use base64::Engine as _;
+            sensitive.push(
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}")),
+            );
+            Credentials::Basic { username, password }
+        }
         AuthMethod::Digest { username, password } => Credentials::Digest {
             username: text(username, false)?,
             password: text(password, true)?,

@@ -6,8 +6,10 @@
 //! runs it once per backend; `support` holds the harness.
 
 mod receiver;
+mod stub_api;
 mod support;
 
+mod api_calls;
 mod api_sequences;
 mod case_lists;
 mod cases;

@@ -172,6 +172,19 @@ impl TestApp {
         start(self.store.clone(), config, self._dir.clone()).await
     }
 
+    /// The SQLite database's files (the database and its journal), for tests that search
+    /// what the server keeps at rest; empty on PostgreSQL.
+    pub fn sqlite_files(&self) -> Vec<std::path::PathBuf> {
+        let Some(dir) = &self._dir else {
+            return Vec::new();
+        };
+        ["t.db", "t.db-wal", "t.db-journal"]
+            .iter()
+            .map(|name| dir.path().join(name))
+            .filter(|path| path.exists())
+            .collect()
+    }
+
     /// Stop accepting, finish in-flight requests, and report how serving ended.
     pub async fn shutdown(mut self) -> std::io::Result<()> {
         if let Some(tx) = self.shutdown.take() {
