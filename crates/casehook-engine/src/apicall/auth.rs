@@ -169,10 +169,9 @@ impl AuthState {
                                 *held = Some(t);
                                 access
                             }
-                            Err(_) => {
-                                *held = None;
-                                return Sent { exchanges };
-                            }
+                            // Keep what is held: a refresh token the server rotated in
+                            // is the only one it still accepts.
+                            Err(_) => return Sent { exchanges },
                         }
                     }
                 }
@@ -187,11 +186,12 @@ impl AuthState {
             if !unauthorized {
                 break;
             }
-            // A 401 with a token we thought valid: it was revoked or expired early. Drop it
-            // (unless another caller already replaced it) and try once more.
+            // A 401 with a token we thought valid: it was revoked or expired early. Mark it
+            // expired (unless another caller already replaced it), keeping its rotated
+            // refresh token, and try once more.
             let mut held = slot.lock().await;
-            if held.as_ref().is_some_and(|t| t.access == token) {
-                *held = None;
+            if let Some(t) = held.as_mut().filter(|t| t.access == token) {
+                t.renew_at = Instant::now();
             }
         }
         Sent { exchanges }
