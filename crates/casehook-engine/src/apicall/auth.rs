@@ -149,13 +149,15 @@ impl AuthState {
             tokens.entry(oauth.clone()).or_default().clone()
         };
         let mut exchanges = Vec::new();
-        for round in 0..2 {
-            // One caller fetches; the others wait on the slot and use its token.
+        for _ in 0..2 {
+            // One caller fetches; the others wait on the slot and use its token. After a
+            // 401 the refused token is marked expired, so a fresh one here is a replacement
+            // another caller already fetched.
             let token = {
                 let mut held = slot.lock().await;
                 let fresh = held
                     .as_ref()
-                    .filter(|t| round == 0 && t.renew_at > Instant::now())
+                    .filter(|t| t.renew_at > Instant::now())
                     .map(|t| t.access.clone());
                 match fresh {
                     Some(access) => access,
