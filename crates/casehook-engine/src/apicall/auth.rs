@@ -172,8 +172,13 @@ impl AuthState {
                                 access
                             }
                             // Keep what is held: a refresh token the server rotated in
-                            // is the only one it still accepts.
-                            Err(_) => return Sent { exchanges },
+                            // is the only one it still accepts. The request is not sent;
+                            // say why, so the token endpoint's answer is not taken for
+                            // the API's.
+                            Err(message) => {
+                                exchanges.push(refused(&request, format!("oauth2: {message}")));
+                                return Sent { exchanges };
+                            }
                         }
                     }
                 }
