@@ -325,19 +325,26 @@ impl Engine {
             return Err(ConfigError("no request was made".into()));
         };
         let (response, failure) = judge(resolved, last);
-        // An API that echoes a credential must not carry it into case data or answers.
-        let response = response.map(|r| casehook_outbound::redact_json(&r, &prepared.sensitive));
+        // An API that echoes a credential (a secret, or a token obtained for this call)
+        // must not carry it into case data or answers.
+        let mut sensitive = prepared.sensitive;
+        sensitive.extend(sent.obtained.iter().cloned());
+        let response = response.map(|r| casehook_outbound::redact_json(&r, &sensitive));
         if failure.is_none()
             && cache_secs > 0
             && !dry_run
             && let Ok(body) = last.full_body()
         {
+            // A hit is redacted with the secrets only: cache the redacted answer.
+            let body = response
+                .as_ref()
+                .map_or_else(|| body.to_vec(), |r| r.to_string().into_bytes());
             let expires = now_micros() + i64::try_from(cache_secs).unwrap_or(0) * 1_000_000;
             let status = i64::from(last.status().unwrap_or(200));
             if let Err(e) = self
                 .inner
                 .store
-                .cache_response(key, ws, status, body.to_vec(), expires)
+                .cache_response(key, ws, status, body, expires)
                 .await
             {
                 tracing::warn!(error = %e, "could not cache the response");
@@ -350,7 +357,7 @@ impl Engine {
             failure,
             duration_ms,
             exchanges: sent.exchanges,
-            prepared_sensitive: prepared.sensitive,
+            prepared_sensitive: sensitive,
         })
     }
 

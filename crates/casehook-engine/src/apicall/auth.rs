@@ -48,12 +48,33 @@ impl std::fmt::Debug for AuthState {
 }
 
 /// The exchanges made for one request: the last is the request's own answer.
-#[derive(Debug)]
 pub struct Sent {
     pub exchanges: Vec<Exchange>,
+    /// Credentials obtained while sending (OAuth 2.0 access tokens), which the answer may
+    /// echo: redact them like the prepared request's secrets.
+    pub obtained: Vec<String>,
+}
+
+impl std::fmt::Debug for Sent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sent")
+            .field("exchanges", &self.exchanges)
+            .field(
+                "obtained",
+                &format_args!("[{} values]", self.obtained.len()),
+            )
+            .finish()
+    }
 }
 
 impl Sent {
+    fn of(exchanges: Vec<Exchange>) -> Self {
+        Self {
+            exchanges,
+            obtained: Vec::new(),
+        }
+    }
+
     pub fn last(&self) -> Option<&Exchange> {
         self.exchanges.last()
     }
@@ -107,9 +128,7 @@ impl AuthState {
                 let header = match sign_oauth1(&request, creds, *method, realm.as_deref()) {
                     Ok(h) => h,
                     Err(m) => {
-                        return Sent {
-                            exchanges: vec![refused(&request, m)],
-                        };
+                        return Sent::of(vec![refused(&request, m)]);
                     }
                 };
                 request = request.with_header("authorization", header);
@@ -122,9 +141,7 @@ impl AuthState {
                         }
                     }
                     Err(m) => {
-                        return Sent {
-                            exchanges: vec![refused(&request, m)],
-                        };
+                        return Sent::of(vec![refused(&request, m)]);
                     }
                 }
             }
@@ -133,9 +150,7 @@ impl AuthState {
             }
             Credentials::OAuth2(oauth) => return self.send_oauth2(client, request, oauth).await,
         }
-        Sent {
-            exchanges: vec![client.send(request).await],
-        }
+        Sent::of(vec![client.send(request).await])
     }
 
     async fn send_oauth2(
@@ -149,6 +164,7 @@ impl AuthState {
             tokens.entry(oauth.clone()).or_default().clone()
         };
         let mut exchanges = Vec::new();
+        let mut obtained = Vec::new();
         for _ in 0..2 {
             // One caller fetches; the others wait on the slot and use its token. After a
             // 401 the refused token is marked expired, so a fresh one here is a replacement
@@ -177,7 +193,10 @@ impl AuthState {
                             // the API's.
                             Err(message) => {
                                 exchanges.push(refused(&request, format!("oauth2: {message}")));
-                                return Sent { exchanges };
+                                return Sent {
+                                    exchanges,
+                                    obtained,
+                                };
                             }
                         }
                     }
@@ -187,6 +206,7 @@ impl AuthState {
                 .clone()
                 .with_header("authorization", format!("Bearer {token}"));
             attempt.sensitive.push(token.clone());
+            obtained.push(token.clone());
             let exchange = client.send(attempt).await;
             let unauthorized = exchange.status() == Some(401);
             exchanges.push(exchange);
@@ -201,7 +221,10 @@ impl AuthState {
                 t.renew_at = Instant::now();
             }
         }
-        Sent { exchanges }
+        Sent {
+            exchanges,
+            obtained,
+        }
     }
 
     async fn send_digest(
@@ -239,7 +262,7 @@ impl AuthState {
                     Ok(header) => attempt = attempt.with_header("authorization", header),
                     Err(e) => {
                         exchanges.push(refused(&request, format!("digest: {e}")));
-                        return Sent { exchanges };
+                        return Sent::of(exchanges);
                     }
                 }
             }
@@ -262,7 +285,7 @@ impl AuthState {
                 _ => break,
             }
         }
-        Sent { exchanges }
+        Sent::of(exchanges)
     }
 }
 
