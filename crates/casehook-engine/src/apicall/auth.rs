@@ -248,6 +248,8 @@ impl AuthState {
                 (c.clone(), *nc)
             })
         };
+        // Whether `known` came from a challenge to this request.
+        let mut fresh = false;
         for _ in 0..3 {
             let mut attempt = request.clone();
             if let Some((challenge, nc)) = &known {
@@ -270,16 +272,18 @@ impl AuthState {
             let challenge = (exchange.status() == Some(401))
                 .then(|| challenge_of(&exchange))
                 .flatten();
-            let answered_before = known.is_some();
+            let answered_fresh = known.is_some() && fresh;
             exchanges.push(exchange);
             match challenge {
-                // A first challenge, or a stale nonce: answer with the new nonce.
-                Some(c) if !answered_before || c.stale => {
+                // A first challenge, a stale nonce, or a remembered nonce the server no
+                // longer knows (it restarted): answer with the new nonce.
+                Some(c) if !answered_fresh || c.stale => {
                     self.digest
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(space.clone(), (c.clone(), 1));
                     known = Some((c, 1));
+                    fresh = true;
                 }
                 // Refused with the right nonce: the credentials are wrong; stop.
                 _ => break,
