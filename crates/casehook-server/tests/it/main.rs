@@ -5,9 +5,11 @@
 //! Every test is an `async fn name(app: TestApp)` listed in its module's `api_tests!`, which
 //! runs it once per backend; `support` holds the harness.
 
+mod auth_servers;
 mod receiver;
 mod support;
 
+mod api_auth;
 mod case_lists;
 mod cases;
 mod errors;
