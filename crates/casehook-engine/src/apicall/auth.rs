@@ -48,12 +48,33 @@ impl std::fmt::Debug for AuthState {
 }
 
 /// The exchanges made for one request: the last is the request's own answer.
-#[derive(Debug)]
 pub struct Sent {
     pub exchanges: Vec<Exchange>,
+    /// Credentials obtained while sending (OAuth 2.0 access tokens), which the answer may
+    /// echo: redact them like the prepared request's secrets.
+    pub obtained: Vec<String>,
+}
+
+impl std::fmt::Debug for Sent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sent")
+            .field("exchanges", &self.exchanges)
+            .field(
+                "obtained",
+                &format_args!("[{} values]", self.obtained.len()),
+            )
+            .finish()
+    }
 }
 
 impl Sent {
+    fn of(exchanges: Vec<Exchange>) -> Self {
+        Self {
+            exchanges,
+            obtained: Vec::new(),
+        }
+    }
+
     pub fn last(&self) -> Option<&Exchange> {
         self.exchanges.last()
     }
@@ -107,9 +128,7 @@ impl AuthState {
                 let header = match sign_oauth1(&request, creds, *method, realm.as_deref()) {
                     Ok(h) => h,
                     Err(m) => {
-                        return Sent {
-                            exchanges: vec![refused(&request, m)],
-                        };
+                        return Sent::of(vec![refused(&request, m)]);
                     }
                 };
                 request = request.with_header("authorization", header);
@@ -122,9 +141,7 @@ impl AuthState {
                         }
                     }
                     Err(m) => {
-                        return Sent {
-                            exchanges: vec![refused(&request, m)],
-                        };
+                        return Sent::of(vec![refused(&request, m)]);
                     }
                 }
             }
@@ -133,9 +150,7 @@ impl AuthState {
             }
             Credentials::OAuth2(oauth) => return self.send_oauth2(client, request, oauth).await,
         }
-        Sent {
-            exchanges: vec![client.send(request).await],
-        }
+        Sent::of(vec![client.send(request).await])
     }
 
     async fn send_oauth2(
@@ -149,13 +164,16 @@ impl AuthState {
             tokens.entry(oauth.clone()).or_default().clone()
         };
         let mut exchanges = Vec::new();
-        for round in 0..2 {
-            // One caller fetches; the others wait on the slot and use its token.
+        let mut obtained = Vec::new();
+        for _ in 0..2 {
+            // One caller fetches; the others wait on the slot and use its token. After a
+            // 401 the refused token is marked expired, so a fresh one here is a replacement
+            // another caller already fetched.
             let token = {
                 let mut held = slot.lock().await;
                 let fresh = held
                     .as_ref()
-                    .filter(|t| round == 0 && t.renew_at > Instant::now())
+                    .filter(|t| t.renew_at > Instant::now())
                     .map(|t| t.access.clone());
                 match fresh {
                     Some(access) => access,
@@ -169,9 +187,16 @@ impl AuthState {
                                 *held = Some(t);
                                 access
                             }
-                            Err(_) => {
-                                *held = None;
-                                return Sent { exchanges };
+                            // Keep what is held: a refresh token the server rotated in
+                            // is the only one it still accepts. The request is not sent;
+                            // say why, so the token endpoint's answer is not taken for
+                            // the API's.
+                            Err(message) => {
+                                exchanges.push(refused(&request, format!("oauth2: {message}")));
+                                return Sent {
+                                    exchanges,
+                                    obtained,
+                                };
                             }
                         }
                     }
@@ -181,20 +206,25 @@ impl AuthState {
                 .clone()
                 .with_header("authorization", format!("Bearer {token}"));
             attempt.sensitive.push(token.clone());
+            obtained.push(token.clone());
             let exchange = client.send(attempt).await;
             let unauthorized = exchange.status() == Some(401);
             exchanges.push(exchange);
             if !unauthorized {
                 break;
             }
-            // A 401 with a token we thought valid: it was revoked or expired early. Drop it
-            // (unless another caller already replaced it) and try once more.
+            // A 401 with a token we thought valid: it was revoked or expired early. Mark it
+            // expired (unless another caller already replaced it), keeping its rotated
+            // refresh token, and try once more.
             let mut held = slot.lock().await;
-            if held.as_ref().is_some_and(|t| t.access == token) {
-                *held = None;
+            if let Some(t) = held.as_mut().filter(|t| t.access == token) {
+                t.renew_at = Instant::now();
             }
         }
-        Sent { exchanges }
+        Sent {
+            exchanges,
+            obtained,
+        }
     }
 
     async fn send_digest(
@@ -218,6 +248,8 @@ impl AuthState {
                 (c.clone(), *nc)
             })
         };
+        // Whether `known` came from a challenge to this request.
+        let mut fresh = false;
         for _ in 0..3 {
             let mut attempt = request.clone();
             if let Some((challenge, nc)) = &known {
@@ -232,7 +264,7 @@ impl AuthState {
                     Ok(header) => attempt = attempt.with_header("authorization", header),
                     Err(e) => {
                         exchanges.push(refused(&request, format!("digest: {e}")));
-                        return Sent { exchanges };
+                        return Sent::of(exchanges);
                     }
                 }
             }
@@ -240,22 +272,24 @@ impl AuthState {
             let challenge = (exchange.status() == Some(401))
                 .then(|| challenge_of(&exchange))
                 .flatten();
-            let answered_before = known.is_some();
+            let answered_fresh = known.is_some() && fresh;
             exchanges.push(exchange);
             match challenge {
-                // A first challenge, or a stale nonce: answer with the new nonce.
-                Some(c) if !answered_before || c.stale => {
+                // A first challenge, a stale nonce, or a remembered nonce the server no
+                // longer knows (it restarted): answer with the new nonce.
+                Some(c) if !answered_fresh || c.stale => {
                     self.digest
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(space.clone(), (c.clone(), 1));
                     known = Some((c, 1));
+                    fresh = true;
                 }
                 // Refused with the right nonce: the credentials are wrong; stop.
                 _ => break,
             }
         }
-        Sent { exchanges }
+        Sent::of(exchanges)
     }
 }
 

@@ -265,8 +265,11 @@ impl Engine {
             return Err(ConfigError("no request was made".into()));
         };
         let (response, failure) = judge(step, last);
-        // An API that echoes a credential must not carry it into case data or answers.
-        let response = response.map(|r| casehook_outbound::redact_json(&r, &prepared.sensitive));
+        // An API that echoes a credential (a secret, or a token obtained for this call)
+        // must not carry it into case data or answers.
+        let mut sensitive = prepared.sensitive;
+        sensitive.extend(sent.obtained.iter().cloned());
+        let response = response.map(|r| casehook_outbound::redact_json(&r, &sensitive));
         if failure.is_none()
             && cache_secs > 0
             && !dry_run
@@ -278,7 +281,7 @@ impl Engine {
             let stored = match &response {
                 Some(r) => serde_json::to_vec(r).unwrap_or_default(),
                 None => {
-                    casehook_outbound::redact(&String::from_utf8_lossy(body), &prepared.sensitive)
+                    casehook_outbound::redact(&String::from_utf8_lossy(body), &sensitive)
                         .into_bytes()
                 }
             };
@@ -298,7 +301,7 @@ impl Engine {
             cached: false,
             failure,
             exchanges: sent.exchanges,
-            sensitive: prepared.sensitive,
+            sensitive,
         })
     }
 

@@ -5,10 +5,12 @@
 //! Every test is an `async fn name(app: TestApp)` listed in its module's `api_tests!`, which
 //! runs it once per backend; `support` holds the harness.
 
+mod auth_servers;
 mod receiver;
 mod stub_api;
 mod support;
 
+mod api_auth;
 mod api_calls;
 mod api_sequences;
 mod case_lists;
