@@ -280,10 +280,8 @@ impl Engine {
             // Stored redacted too: an echoed credential must not be kept at rest.
             let stored = match &response {
                 Some(r) => serde_json::to_vec(r).unwrap_or_default(),
-                None => {
-                    casehook_outbound::redact(&String::from_utf8_lossy(body), &sensitive)
-                        .into_bytes()
-                }
+                None => casehook_outbound::redact(&String::from_utf8_lossy(body), &sensitive)
+                    .into_bytes(),
             };
             if let Err(e) = self
                 .inner
