@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod call;
+mod gates;
 pub mod prepare;
 mod resolve;
 
@@ -102,6 +103,7 @@ pub fn plan(event: &Event, form: &FormSpec) -> Vec<NewJob> {
 }
 
 pub use call::{StepExchange, TryOutcome};
+pub use gates::Gates;
 pub use resolve::{ConfigError, Resolved, ResolvedStep};
 
 /// The recorded (redacted) request as JSON.

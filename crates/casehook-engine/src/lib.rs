@@ -83,6 +83,8 @@ struct Inner {
     handed: Mutex<Option<mpsc::UnboundedReceiver<ClaimedJob>>>,
     /// OAuth 2.0 tokens and Digest nonces of API connections.
     auth: apicall::auth::AuthState,
+    /// Connections' own clients (TLS settings) and rate limiters.
+    gates: apicall::Gates,
     /// Actions by workspace, briefly reused.
     actions: action::ActionCache,
     /// Form definitions for planning API calls, briefly reused.
@@ -103,6 +105,7 @@ impl Engine {
                 handed: Mutex::new(Some(handed)),
                 auth: apicall::auth::AuthState::default(),
                 actions: action::ActionCache::default(),
+                gates: apicall::Gates::default(),
                 forms: moka::sync::Cache::builder()
                     .max_capacity(10_000)
                     .time_to_live(Duration::from_secs(1))

@@ -42,6 +42,10 @@ pub struct ClientConfig {
     /// credential headers (`x-api-key`, ...) travel along: enable only where the
     /// destinations are trusted.
     pub follow_redirects: u8,
+    /// Verify servers' certificates (off only for test systems a connection names).
+    pub tls_verify: bool,
+    /// Extra trusted roots, PEM (a private CA), beside the built-in ones.
+    pub extra_roots_pem: Option<String>,
 }
 
 impl Default for ClientConfig {
@@ -55,6 +59,8 @@ impl Default for ClientConfig {
             max_response_body: 1024 * 1024,
             excerpt_bytes: 4 * 1024,
             follow_redirects: 0,
+            tls_verify: true,
+            extra_roots_pem: None,
         }
     }
 }
@@ -65,6 +71,9 @@ pub enum BuildError {
     /// The user agent is not a valid header value.
     #[error("the user agent {0:?} is not a valid header value")]
     UserAgent(String),
+    /// The extra roots are not PEM certificates.
+    #[error("the CA certificates could not be read: {0}")]
+    Roots(#[source] reqwest::Error),
     /// reqwest refused the configuration (e.g. the TLS roots could not be loaded).
     #[error("cannot build the HTTP client: {0}")]
     Http(#[source] reqwest::Error),
@@ -74,6 +83,8 @@ pub enum BuildError {
 #[derive(Clone, Debug)]
 pub struct Client {
     http: reqwest::Client,
+    /// What the client was built from, so variants (other TLS settings) can be built.
+    config: Arc<ClientConfig>,
     policy: Arc<OutboundPolicy>,
     max_response_body: usize,
     excerpt_bytes: usize,
@@ -85,8 +96,17 @@ impl Client {
         crate::install_crypto_provider();
         let user_agent = HeaderValue::from_str(&config.user_agent)
             .map_err(|_| BuildError::UserAgent(config.user_agent.clone()))?;
-        let policy = Arc::new(config.policy);
-        let http = reqwest::Client::builder()
+        let policy = Arc::new(config.policy.clone());
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = &config.extra_roots_pem {
+            let roots =
+                reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(BuildError::Roots)?;
+            builder = builder.tls_certs_merge(roots);
+        }
+        if !config.tls_verify {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        let http = builder
             .user_agent(user_agent)
             // A proxy would do the resolving, out of the guard's sight.
             .no_proxy()
@@ -105,6 +125,17 @@ impl Client {
             policy,
             max_response_body: config.max_response_body,
             excerpt_bytes: config.excerpt_bytes,
+            config: Arc::new(config),
+        })
+    }
+
+    /// A client like this one (same policy, pool and limits) with other TLS settings: for
+    /// a connection to a system with a private CA, or a test system without verification.
+    pub fn with_tls(&self, verify: bool, extra_roots_pem: Option<String>) -> Result<Self, BuildError> {
+        Self::new(ClientConfig {
+            tls_verify: verify,
+            extra_roots_pem,
+            ..(*self.config).clone()
         })
     }
 

@@ -252,14 +252,25 @@ impl Engine {
                 Err(e) => tracing::warn!(error = %e, "response cache unreadable; calling"),
             }
         }
+        let client = self.client_for(connection)?;
+        if !self.admit(connection).await {
+            return Ok(StepTry {
+                response: None,
+                status: None,
+                cached: false,
+                failure: Some((
+                    "the connection's rate limit kept the call waiting too long; it will be tried later"
+                        .to_owned(),
+                    true,
+                )),
+                exchanges: Vec::new(),
+                sensitive: prepared.sensitive,
+            });
+        }
         let sent = self
             .inner
             .auth
-            .send(
-                &self.inner.client,
-                prepared.request.clone(),
-                &prepared.credentials,
-            )
+            .send(&client, prepared.request.clone(), &prepared.credentials)
             .await;
         let Some(last) = sent.last() else {
             return Err(ConfigError("no request was made".into()));
