@@ -131,7 +131,11 @@ impl Client {
 
     /// A client like this one (same policy, pool and limits) with other TLS settings: for
     /// a connection to a system with a private CA, or a test system without verification.
-    pub fn with_tls(&self, verify: bool, extra_roots_pem: Option<String>) -> Result<Self, BuildError> {
+    pub fn with_tls(
+        &self,
+        verify: bool,
+        extra_roots_pem: Option<String>,
+    ) -> Result<Self, BuildError> {
         Self::new(ClientConfig {
             tls_verify: verify,
             extra_roots_pem,

@@ -45,7 +45,10 @@ impl Default for Gates {
 impl Engine {
     /// The client a call through `connection` uses: the shared one, unless the connection
     /// changes TLS settings.
-    pub(crate) fn client_for(&self, connection: Option<&LiveConnection>) -> Result<Client, ConfigError> {
+    pub(crate) fn client_for(
+        &self,
+        connection: Option<&LiveConnection>,
+    ) -> Result<Client, ConfigError> {
         let Some(c) = connection else {
             return Ok(self.inner.client.clone());
         };
@@ -76,16 +79,16 @@ impl Engine {
         let limiter = self.inner.gates.limiters.get_with(key, || {
             // Fractional rates (0.5/s) become one request per period.
             let quota = if limit.per_second >= 1.0 {
-                let rate = NonZeroU32::new(limit.per_second.round() as u32).unwrap_or(NonZeroU32::MIN);
+                let rate =
+                    NonZeroU32::new(limit.per_second.round() as u32).unwrap_or(NonZeroU32::MIN);
                 Quota::per_second(rate)
             } else {
                 Quota::with_period(Duration::from_secs_f64(1.0 / limit.per_second.max(1e-6)))
                     .unwrap_or_else(|| Quota::per_hour(NonZeroU32::MIN))
             };
-            let burst = limit
-                .burst
-                .and_then(NonZeroU32::new)
-                .unwrap_or(NonZeroU32::new(limit.per_second.ceil().max(1.0) as u32).unwrap_or(NonZeroU32::MIN));
+            let burst = limit.burst.and_then(NonZeroU32::new).unwrap_or(
+                NonZeroU32::new(limit.per_second.ceil().max(1.0) as u32).unwrap_or(NonZeroU32::MIN),
+            );
             Arc::new(RateLimiter::direct(quota.allow_burst(burst)))
         });
         tokio::time::timeout(MAX_RATE_WAIT, limiter.until_ready())
