@@ -14,10 +14,10 @@ mod resolve;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use casehook_core::apicall::Trigger;
+use casehook_core::apicall::{ApiCallSpec, Trigger};
 use casehook_core::case::CaseRef;
 use casehook_core::event::{Actor, ActorKind, Event, MAX_CHAIN};
-use casehook_core::form::{FieldType, FormSpec};
+use casehook_core::form::FormSpec;
 use casehook_core::{CaseId, FormId, WorkspaceId};
 use casehook_outbound::Exchange;
 use casehook_store::{ApiCallOutcome, ApiCallState, ClaimedJob, NewJob, StoreError, now_micros};
@@ -44,8 +44,11 @@ pub struct RunRequest {
     pub chain: u8,
 }
 
-/// The API-call jobs an event starts, given its form.
-pub fn plan(event: &Event, form: &FormSpec) -> Vec<NewJob> {
+/// A form's API-call fields (key and parsed configuration).
+pub type FormApiCalls = std::sync::Arc<[(String, ApiCallSpec)]>;
+
+/// The API-call jobs an event starts, given its form's API-call fields.
+pub fn plan(event: &Event, fields: &[(String, ApiCallSpec)]) -> Vec<NewJob> {
     if event.skip_triggers || event.actor.chain > MAX_CHAIN {
         return Vec::new();
     }
@@ -62,11 +65,9 @@ pub fn plan(event: &Event, form: &FormSpec) -> Vec<NewJob> {
         .as_ref()
         .map(|c| c.keys().collect())
         .unwrap_or_default();
-    form.fields
+    fields
         .iter()
-        .filter(|f| f.field_type == FieldType::ApiCall)
-        .filter_map(|f| Some((f, casehook_core::apicall::spec_of(form, &f.key)?)))
-        .filter(|(f, spec)| {
+        .filter(|(key, spec)| {
             if !spec.settings.trigger.has(trigger) {
                 return false;
             }
@@ -74,24 +75,24 @@ pub fn plan(event: &Event, form: &FormSpec) -> Vec<NewJob> {
                 return true;
             }
             // A field's own write never runs it again.
-            if event.actor.kind == ActorKind::ApiCall && event.actor.id.as_deref() == Some(&f.key) {
+            if event.actor.kind == ActorKind::ApiCall && event.actor.id.as_deref() == Some(key) {
                 return false;
             }
             let watched = &spec.settings.trigger_fields;
             changed.iter().any(|k| {
                 if watched.is_empty() {
-                    **k != f.key
+                    *k != key
                 } else {
                     watched.contains(k)
                 }
             })
         })
-        .map(|(f, _)| NewJob {
+        .map(|(key, _)| NewJob {
             queue: API_CALL_QUEUE.into(),
             workspace: Some(event.workspace_id),
             payload: serde_json::to_value(RunRequest {
                 case_id,
-                field: f.key.clone(),
+                field: key.clone(),
                 trigger,
                 event_type: Some(event.event_type.clone()),
                 chain: event.actor.chain,

@@ -75,8 +75,8 @@ async fn dispatch_workspace(
         if let Some(form) = event.form_id
             && matches!(event.event_type.as_str(), "case.created" | "case.updated")
         {
-            match engine.form(ws, form).await {
-                Ok(spec) => jobs.extend(crate::apicall::plan(event, &spec)),
+            match engine.api_call_fields(ws, form).await {
+                Ok(fields) => jobs.extend(crate::apicall::plan(event, &fields)),
                 Err(EngineError::Store(StoreError::NotFound(_))) => {}
                 Err(e) => return Err(e),
             }

@@ -87,8 +87,8 @@ struct Inner {
     gates: apicall::Gates,
     /// Actions by workspace, briefly reused.
     actions: action::ActionCache,
-    /// Form definitions for planning API calls, briefly reused.
-    forms: moka::sync::Cache<casehook_core::FormId, Arc<casehook_core::form::FormSpec>>,
+    /// Forms' API-call fields for planning runs, briefly reused.
+    forms: moka::sync::Cache<casehook_core::FormId, apicall::FormApiCalls>,
 }
 
 impl Engine {
@@ -130,19 +130,25 @@ impl Engine {
         &self.inner.client
     }
 
-    /// A form's definition, reused for a second.
-    pub(crate) async fn form(
+    /// A form's API-call fields with their parsed configuration, reused for a second, so
+    /// that planning runs for an event parses nothing.
+    pub(crate) async fn api_call_fields(
         &self,
         workspace: casehook_core::WorkspaceId,
         id: casehook_core::FormId,
-    ) -> Result<Arc<casehook_core::form::FormSpec>, EngineError> {
-        if let Some(spec) = self.inner.forms.get(&id) {
-            return Ok(spec);
+    ) -> Result<apicall::FormApiCalls, EngineError> {
+        if let Some(fields) = self.inner.forms.get(&id) {
+            return Ok(fields);
         }
         let form = self.inner.store.get_form(workspace, id).await?;
-        let spec = Arc::new(form.spec);
-        self.inner.forms.insert(id, spec.clone());
-        Ok(spec)
+        let fields: apicall::FormApiCalls = (form.spec.fields.iter())
+            .filter_map(|f| {
+                let spec = casehook_core::apicall::spec_of(&form.spec, &f.key)?;
+                Some((f.key.clone(), spec))
+            })
+            .collect();
+        self.inner.forms.insert(id, fields.clone());
+        Ok(fields)
     }
 
     /// Start the dispatcher and the delivery workers; they stop when `shutdown` turns true,

@@ -487,8 +487,8 @@ pub fn pairs(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
 /// ```ignore
 /// api_tests!(
 ///     a,
-///     #[ignore = "bug: …"] b,
-///     c postgres(#[ignore = "bug: …"]),
+///     #[should_panic(expected = "…")] b,
+///     c postgres(#[should_panic(expected = "…")]),
 /// );
 /// ```
 macro_rules! api_tests {

@@ -121,10 +121,10 @@ pub async fn run<Input, C: Contract<Input>>(contract: C, db: TestDb) {
 ///
 /// ```ignore
 /// contract_tests!(
-///     postgres(#[ignore = "…"]);          // optional: one backend's attributes for every test
+///     postgres(#[should_panic]);            // optional: one backend's attributes for every test
 ///     a,
-///     #[ignore = "…"] b,                   // a test's attributes, for both backends
-///     c => sqlite(#[ignore = "…"]),        // one backend's attributes for one test
+///     #[should_panic] b,                    // a test's attributes, for both backends
+///     c => sqlite(#[should_panic]),         // one backend's attributes for one test
 /// );
 /// ```
 ///
