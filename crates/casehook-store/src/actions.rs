@@ -7,7 +7,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::Store;
-use crate::db::{Conn, Row, args, from_micros, now_micros};
+use crate::db::{Conn, Row, args, check_name_free, from_micros, now_micros};
 use crate::error::{Result, StoreError};
 use crate::writer::{Tx, WriteOp};
 
@@ -70,34 +70,21 @@ async fn get(conn: &mut Conn<'_>, workspace: WorkspaceId, id: ActionId) -> Resul
     action_from(&row)
 }
 
-/// Refuse a name another live action of the workspace has.
-async fn check_name_free(
-    conn: &mut Conn<'_>,
-    workspace: WorkspaceId,
-    name: &str,
-    except: Option<ActionId>,
-) -> Result<()> {
-    let taken = conn
-        .fetch_optional(
-            "SELECT id FROM actions WHERE workspace_id = $1 AND name = $2 AND deleted_at IS NULL",
-            &args![workspace, name],
-        )
-        .await?;
-    match taken {
-        Some(row) if Some(ActionId(row.uuid("id")?)) != except => Err(StoreError::Conflict(
-            format!("an action named `{name}` exists already"),
-        )),
-        _ => Ok(()),
-    }
-}
-
 struct CreateAction(NewAction);
 
 impl WriteOp for CreateAction {
     type Output = ActionRecord;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<ActionRecord> {
         let new = &self.0;
-        check_name_free(&mut tx.conn, new.workspace, &new.name, None).await?;
+        check_name_free(
+            &mut tx.conn,
+            "actions",
+            "an action",
+            new.workspace,
+            &new.name,
+            None,
+        )
+        .await?;
         let now = now_micros();
         tx.conn
             .execute(
@@ -138,7 +125,15 @@ impl WriteOp for UpdateAction {
         }
         let c = &self.change;
         if let Some(name) = &c.name {
-            check_name_free(&mut tx.conn, self.workspace, name, Some(self.id)).await?;
+            check_name_free(
+                &mut tx.conn,
+                "actions",
+                "an action",
+                self.workspace,
+                name,
+                Some(self.id.0),
+            )
+            .await?;
         }
         tx.conn
             .execute(

@@ -7,7 +7,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::Store;
-use crate::db::{Conn, Row, args, from_micros, now_micros};
+use crate::db::{Conn, Row, args, check_name_free, from_micros, now_micros};
 use crate::error::{Result, StoreError};
 use crate::writer::{Tx, WriteOp};
 
@@ -86,34 +86,21 @@ async fn get(
     connection_from(&row)
 }
 
-/// Refuse a name another live connection of the workspace has.
-async fn check_name_free(
-    conn: &mut Conn<'_>,
-    workspace: WorkspaceId,
-    name: &str,
-    except: Option<ConnectionId>,
-) -> Result<()> {
-    let taken = conn
-        .fetch_optional(
-            "SELECT id FROM connections WHERE workspace_id = $1 AND name = $2 AND deleted_at IS NULL",
-            &args![workspace, name],
-        )
-        .await?;
-    match taken {
-        Some(row) if Some(ConnectionId(row.uuid("id")?)) != except => Err(StoreError::Conflict(
-            format!("a connection named `{name}` exists already"),
-        )),
-        _ => Ok(()),
-    }
-}
-
 struct CreateConnection(NewConnection);
 
 impl WriteOp for CreateConnection {
     type Output = ConnectionRecord;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<ConnectionRecord> {
         let new = &self.0;
-        check_name_free(&mut tx.conn, new.workspace, &new.name, None).await?;
+        check_name_free(
+            &mut tx.conn,
+            "connections",
+            "a connection",
+            new.workspace,
+            &new.name,
+            None,
+        )
+        .await?;
         let now = now_micros();
         tx.conn
             .execute(
@@ -154,7 +141,15 @@ impl WriteOp for UpdateConnection {
         }
         let c = &self.change;
         if let Some(name) = &c.name {
-            check_name_free(&mut tx.conn, self.workspace, name, Some(self.id)).await?;
+            check_name_free(
+                &mut tx.conn,
+                "connections",
+                "a connection",
+                self.workspace,
+                name,
+                Some(self.id.0),
+            )
+            .await?;
         }
         let credentials = match &c.credentials {
             Some(s) => s.clone(),

@@ -302,3 +302,30 @@ pub fn from_micros(us: i64) -> Result<time::OffsetDateTime> {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
         .map_err(|e| StoreError::Corrupt(format!("timestamp {us}: {e}")))
 }
+
+/// Refuse `name` when another live row of `table` (a table with `workspace_id`, `name` and
+/// `deleted_at`) in the workspace has it; `except` is the row being renamed. `noun` names
+/// the thing in the conflict message ("a connection").
+pub(crate) async fn check_name_free(
+    conn: &mut Conn<'_>,
+    table: &str,
+    noun: &str,
+    workspace: casehook_core::WorkspaceId,
+    name: &str,
+    except: Option<Uuid>,
+) -> Result<()> {
+    let taken = conn
+        .fetch_optional(
+            &format!(
+                "SELECT id FROM {table} WHERE workspace_id = $1 AND name = $2 AND deleted_at IS NULL"
+            ),
+            &args![workspace, name],
+        )
+        .await?;
+    match taken {
+        Some(row) if Some(row.uuid("id")?) != except => Err(StoreError::Conflict(format!(
+            "{noun} named `{name}` exists already"
+        ))),
+        _ => Ok(()),
+    }
+}
