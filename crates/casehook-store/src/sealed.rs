@@ -138,8 +138,34 @@ impl WriteOp for CheckKey {
                 })
             }
             None => {
-                store_check(&mut tx.conn, &self.0).await?;
-                Ok(KeyCheck::Installed)
+                // Processes starting together on a new database race to install their
+                // key's check: the first wins, and the others compare against it.
+                let sealed = self
+                    .0
+                    .seal(self.0.fingerprint().as_bytes(), context::MASTER_KEY_CHECK)
+                    .map_err(|e| StoreError::Corrupt(format!("sealing the key check: {e}")))?;
+                let inserted = tx
+                    .conn
+                    .execute(
+                        "INSERT INTO master_key_check (id, sealed, fingerprint, updated_at) VALUES (1, $1, $2, $3)
+                         ON CONFLICT (id) DO NOTHING",
+                        &args![sealed, self.0.fingerprint(), now_micros()],
+                    )
+                    .await?;
+                if inserted == 1 {
+                    return Ok(KeyCheck::Installed);
+                }
+                match stored_check(&mut tx.conn).await? {
+                    Some((sealed, _))
+                        if self.0.open(&sealed, context::MASTER_KEY_CHECK).is_ok() =>
+                    {
+                        Ok(KeyCheck::Matches)
+                    }
+                    Some((_, fingerprint)) => Ok(KeyCheck::Mismatch {
+                        expected_fingerprint: fingerprint,
+                    }),
+                    None => Err(StoreError::Corrupt("the master key check vanished".into())),
+                }
             }
         }
     }
