@@ -1,5 +1,6 @@
 //! Group commit keeps operations apart: the writer runs concurrent operations in one
-//! transaction, each in its own savepoint, so in a burst where some operations fail (stale
+//! transaction, and when one fails it runs them again apart (in savepoints on SQLite, one
+//! transaction each on PostgreSQL), so in a burst where some operations fail (stale
 //! versions, taken references, unknown cases, a changed form) the others still commit whole
 //! and the failures leave no trace — no case, no event, no used-up number or sequence.
 
