@@ -9,6 +9,7 @@
 //! log entry commit together or not at all.
 
 mod apply;
+mod apply_set;
 mod hooks;
 mod log;
 

@@ -13,11 +13,12 @@ use crate::cases::{
     COLUMNS as CASE_COLUMNS, CasePatch, CreateCase, NewCase, UpdateCase, case_from,
     data_equals_clause,
 };
-use crate::db::{Arg, Conn, args, now_micros};
+use crate::db::{Arg, Conn, Dialect, args, now_micros};
 use crate::error::{Result, StoreError};
 use crate::events::append;
 use crate::writer::{Tx, WriteOp};
 
+use super::apply_set;
 use super::log::{NewInboundRequest, Settled, insert_request};
 
 /// How a request names the case it is about.
@@ -218,6 +219,21 @@ struct ApplyInbound(InboundWrite);
 
 impl WriteOp for ApplyInbound {
     type Output = Applied;
+    const SET_BASED: bool = true;
+
+    async fn run_set(ops: &mut [&mut Self], tx: &mut Tx<'_>) -> Result<Vec<Applied>> {
+        let writes: Vec<&InboundWrite> = ops.iter().map(|op| &op.0).collect();
+        if tx.conn.dialect() == Dialect::Postgres && apply_set::creations_only(&writes) {
+            let answers = apply_set::apply_creations(tx, &writes).await?;
+            return Ok(answers.into_iter().map(Applied::Done).collect());
+        }
+        let mut outputs = Vec::with_capacity(ops.len());
+        for op in ops.iter_mut() {
+            outputs.push(op.run(tx).await?);
+        }
+        Ok(outputs)
+    }
+
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<Applied> {
         let write = &self.0;
         let request = &write.request;

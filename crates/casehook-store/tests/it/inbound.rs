@@ -835,6 +835,118 @@ async fn concurrent_requests_through_two_stores_create_one_case(db: TestDb) {
     assert_eq!(log(&other, &h).await.len(), 40);
 }
 
+async fn concurrent_distinct_requests_each_get_their_own_answer(store: Store) {
+    // A burst of distinct creations shares the writer's transactions (on PostgreSQL they are
+    // applied as one set); a retry of a key processed before, in the same burst, still
+    // answers the first outcome, and every request's log entry and key match its answer.
+    let s = Setup::new(&store, "w").await;
+    let h = hook(&store, &s, "hash-1").await;
+    let seen = done(
+        &store,
+        write(
+            &h,
+            vec![InboundItem::Create(s.case(json!({"name": "seen"})))],
+            Some("seen"),
+        ),
+    )
+    .await;
+    let mut writes: Vec<InboundWrite> = (0..40)
+        .map(|i| {
+            let items: Vec<InboundItem> = (0..1 + i % 2)
+                .map(|j| {
+                    InboundItem::Create(s.case_with_ref(
+                        json!({"name": format!("r{i}.{j}")}),
+                        "stripe",
+                        &format!("cus_{i}_{j}"),
+                    ))
+                })
+                .collect();
+            let key = (i % 3 != 0).then(|| format!("key-{i}"));
+            let mut w = write(&h, items, key.as_deref());
+            w.request.body = Some(format!("{{\"n\":{i}}}").into_bytes());
+            w
+        })
+        .collect();
+    writes.push(write(
+        &h,
+        vec![InboundItem::Create(s.case(json!({"name": "retry"})))],
+        Some("seen"),
+    ));
+    let sent: Vec<InboundWrite> = writes.clone();
+    let tasks: Vec<_> = writes
+        .into_iter()
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move { store.apply_inbound(w).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(
+            task.await
+                .expect("no panic")
+                .expect("every request is applied"),
+        );
+    }
+    assert_eq!(answers.pop(), Some(Applied::Duplicate(seen.clone())));
+
+    let entries = log(&store, &h).await;
+    let mut numbers = vec![seen.items[0].case_number];
+    for (w, answer) in sent.iter().zip(&answers) {
+        let Applied::Done(accepted) = answer else {
+            panic!("a distinct request was answered as a duplicate: {answer:?}");
+        };
+        assert_eq!(accepted.request_id, w.request.id);
+        assert_eq!(accepted.items.len(), w.items.len());
+        for (item, new) in accepted.items.iter().zip(&w.items) {
+            let InboundItem::Create(new) = new else {
+                unreachable!()
+            };
+            assert_eq!(item.action, ItemAction::Created);
+            let case = get_case(&store, &s, item.case_id).await;
+            assert_eq!(case.number, item.case_number);
+            assert_eq!(case.data, new.data);
+            let (source, reference) = new.external_refs.iter().next().expect("a reference");
+            let by_ref = store
+                .find_case_by_ref(s.ws, source, reference)
+                .await
+                .expect("the reference was claimed");
+            assert_eq!(by_ref.id, case.id);
+            numbers.push(case.number);
+        }
+        let entry = entries
+            .iter()
+            .find(|e| e.id == w.request.id)
+            .expect("every request is logged");
+        assert_eq!(entry.status, 200);
+        assert_eq!(entry.outcome, "created");
+        assert_eq!(entry.response, accepted.body());
+        assert_eq!(entry.case_id, Some(accepted.items[0].case_id));
+        assert_eq!(entry.body, w.request.body);
+        assert_eq!(entry.headers, w.request.headers);
+        assert_eq!(entry.flags, ["skiptriggers"]);
+        assert_eq!(entry.query, w.request.query);
+        assert_eq!(entry.idempotency_key, w.request.idempotency_key);
+        // The key keeps this answer for the request's retries.
+        if let Some(claim) = &w.idempotency {
+            let retry = write(
+                &h,
+                vec![InboundItem::Create(s.case(json!({"name": "again"})))],
+                Some(&claim.key),
+            );
+            assert_eq!(
+                apply(&store, retry).await,
+                Applied::Duplicate(accepted.clone())
+            );
+        }
+    }
+    numbers.sort_unstable();
+    let expected: Vec<i64> = (1..=numbers.len() as i64).collect();
+    assert_eq!(numbers, expected, "case numbers are gap-free and unique");
+    assert_eq!(s.feed(&store).await.len(), numbers.len());
+    assert_eq!(s.cases(&store, true).await.len(), numbers.len());
+}
+
 async fn expired_idempotency_key_is_processed_again(store: Store) {
     let s = Setup::new(&store, "w").await;
     let h = hook(&store, &s, "hash-1").await;
@@ -1481,6 +1593,7 @@ contract_tests!(
     repeated_idempotency_key_answers_the_first_outcome,
     concurrent_requests_with_one_key_create_one_case,
     concurrent_requests_through_two_stores_create_one_case,
+    concurrent_distinct_requests_each_get_their_own_answer,
     expired_idempotency_key_is_processed_again,
     idempotency_keys_are_per_hook,
     update_items_match_by_ref_field_and_number,
