@@ -41,6 +41,11 @@ async fn dispatch_workspace(
     backlog: DispatchBacklog,
 ) -> Result<usize, EngineError> {
     let ws = backlog.workspace;
+    let endpoints = engine.inner.endpoints.list(ws).await?;
+    let actions = engine.actions(ws).await?;
+    // Routing needs an event's data only for conditions and for the envelope an action
+    // job carries; without either, the largest column is neither read nor decoded.
+    let without_data = actions.is_empty() && endpoints.iter().all(|e| e.condition.is_none());
     let events = engine
         .inner
         .store
@@ -49,6 +54,7 @@ async fn dispatch_workspace(
             &EventFilter {
                 after: Some(backlog.dispatched),
                 limit: CHUNK,
+                without_data,
                 ..EventFilter::default()
             },
         )
@@ -56,8 +62,6 @@ async fn dispatch_workspace(
     let Some(last) = events.last().map(|e| e.sequence) else {
         return Ok(0);
     };
-    let endpoints = engine.inner.endpoints.list(ws).await?;
-    let actions = engine.actions(ws).await?;
     let mut plan = Vec::new();
     let mut jobs = Vec::new();
     for event in &events {

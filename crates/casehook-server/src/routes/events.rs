@@ -130,6 +130,7 @@ async fn list_events(
         types,
         case_id,
         limit,
+        without_data: false,
     };
     let items = state.store.list_events(caller.workspace, &filter).await?;
     let next_after = items.last().map(|e| e.sequence);

@@ -186,7 +186,33 @@ async fn custom_events_join_the_sequence(store: Store) {
     );
 }
 
+async fn feed_without_data_is_the_feed_with_data_left_out(store: Store) {
+    let s = Setup::new(&store, "w").await;
+    activity(&store, &s).await;
+    let all = s.feed(&store).await;
+    let light = store
+        .list_events(
+            s.ws,
+            &EventFilter {
+                limit: 100,
+                without_data: true,
+                ..EventFilter::default()
+            },
+        )
+        .await
+        .expect("list without data");
+    assert_eq!(light.len(), all.len());
+    for (light, full) in light.iter().zip(&all) {
+        assert!(!full.data.is_null(), "{full:?}");
+        assert!(light.data.is_null(), "{light:?}");
+        let mut expected = full.clone();
+        expected.data = serde_json::Value::Null;
+        assert_eq!(light, &expected, "everything else is as stored");
+    }
+}
+
 contract_tests!(
+    feed_without_data_is_the_feed_with_data_left_out,
     feed_resumes_exactly_after_a_sequence,
     feed_filters_by_type_and_case,
     custom_events_join_the_sequence
