@@ -571,6 +571,55 @@ fn ref_column(case: CaseRef) -> (&'static str, Arg) {
     }
 }
 
+/// The name of the index that finds a workspace's cases of a form by the value of field
+/// `key` (a checked field key, at most 64 characters); within PostgreSQL's 63.
+fn field_index_name(key: &str) -> String {
+    const PREFIX: &str = "cases_by_";
+    if PREFIX.len() + key.len() <= 63 {
+        return format!("{PREFIX}{key}");
+    }
+    // FNV-1a: stable across builds and versions, unlike the standard hasher.
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{PREFIX}{}_{:08x}", &key[..44], hash & 0xffff_ffff)
+}
+
+/// Make sure cases can be found by the value of field `key` (a checked field key) without
+/// reading every case of the form: an index on the very expression `data_equals_clause`
+/// compares (numbers and strings on SQLite; any JSON value on PostgreSQL), made the first
+/// time a match names the field. Runs in the writer's transaction, so a failed batch takes
+/// its index with it. Returns the index's name.
+pub(crate) async fn ensure_field_index(conn: &mut Conn<'_>, key: &str) -> Result<String> {
+    if !casehook_core::form::is_valid_key(key) {
+        return Err(StoreError::Conflict(format!("`{key}` is not a field key")));
+    }
+    let name = field_index_name(key);
+    let (exists, create) = match conn.dialect() {
+        Dialect::Postgres => (
+            "SELECT 1 AS one FROM pg_indexes WHERE schemaname = current_schema() AND indexname = $1",
+            format!(
+                "CREATE INDEX IF NOT EXISTS {name} ON cases (workspace_id, form_id, (data -> '{key}'))"
+            ),
+        ),
+        Dialect::Sqlite => (
+            "SELECT 1 AS one FROM sqlite_master WHERE type = 'index' AND name = $1",
+            format!(
+                "CREATE INDEX IF NOT EXISTS {name} ON cases (workspace_id, form_id, (data ->> '$.{key}'))"
+            ),
+        ),
+    };
+    if conn
+        .fetch_optional(exists, &args![name.as_str()])
+        .await?
+        .is_none()
+    {
+        tracing::info!(index = %name, field = key, "indexing cases by a field that inbound hooks match on");
+        conn.batch(&create).await?;
+    }
+    Ok(name)
+}
+
 pub(crate) fn data_equals_clause(dialect: Dialect, key: &str, value: &Value) -> (String, Arg) {
     match (dialect, value) {
         (Dialect::Postgres, _) => (format!(" AND data -> '{key}' = ?"), value.clone().into()),

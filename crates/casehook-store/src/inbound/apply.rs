@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::Store;
 use crate::cases::{
     COLUMNS as CASE_COLUMNS, CasePatch, CreateCase, NewCase, UpdateCase, case_from,
-    data_equals_clause,
+    data_equals_clause, ensure_field_index,
 };
 use crate::db::{Arg, Conn, Dialect, args, now_micros};
 use crate::error::{Result, StoreError};
@@ -122,10 +122,19 @@ async fn find_match(
             if !casehook_core::form::is_valid_key(key) {
                 return Err(StoreError::Conflict(format!("`{key}` is not a field key")));
             }
+            let index = ensure_field_index(conn, key).await?;
+            // SQLite's planner would rather walk the form's cases in number order (the ORDER
+            // BY) than use the field's index; the index answers strings and numbers.
+            let hint = match (dialect, value) {
+                (crate::db::Dialect::Sqlite, Value::String(_) | Value::Number(_)) => {
+                    format!(" INDEXED BY {index}")
+                }
+                _ => String::new(),
+            };
             let (clause, arg) = data_equals_clause(dialect, key, value);
             // The oldest case wins when several hold the value.
             let sql = format!(
-                "SELECT {CASE_COLUMNS} FROM cases WHERE workspace_id = $1 AND form_id = $2 AND deleted_at IS NULL{} ORDER BY number LIMIT 1{lock}",
+                "SELECT {CASE_COLUMNS} FROM cases{hint} WHERE workspace_id = $1 AND form_id = $2 AND deleted_at IS NULL{} ORDER BY number LIMIT 1{lock}",
                 clause.replace('?', "$3")
             );
             let params = [Arg::from(workspace), Arg::from(form), arg];

@@ -1056,6 +1056,61 @@ async fn update_items_match_by_ref_field_and_number(store: Store) {
     );
 }
 
+async fn field_match_is_served_by_an_index_on_the_field(db: TestDb) {
+    // Matching by a field's value must not read every case of the form: the first match on
+    // a field makes an index on the expression the match compares.
+    let store = db.store.clone();
+    let s = Setup::new(&store, "w").await;
+    let h = hook(&store, &s, "hash-1").await;
+    let ada = s.create(&store, json!({"name": "Ada"})).await;
+    let set_amount = |amount: i64| {
+        let items = vec![update(
+            by_field("name", json!("Ada")),
+            json!({"amount": amount}),
+        )];
+        done_one(&store, write(&h, items, None))
+    };
+    assert_eq!(set_amount(5).await.case_id, ada.id);
+    let plan = if db.url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&db.url)
+            .await
+            .expect("open the file");
+        // The match's own query (see `find_match`): `INDEXED BY` fails unless the index
+        // answers the expression compared.
+        let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+            "EXPLAIN QUERY PLAN SELECT id FROM cases INDEXED BY cases_by_name WHERE workspace_id = x'00' AND form_id = x'00'
+             AND deleted_at IS NULL AND json_type(data, '$.name') = 'text' AND data ->> '$.name' = 'Ada'
+             ORDER BY number LIMIT 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("explain");
+        rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
+    } else {
+        let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+        let mut conn = pool.acquire().await.expect("a connection");
+        // On a table this small a sequential scan is cheaper; what matters is that the
+        // index answers the match's expression at all.
+        sqlx::raw_sql("SET enable_seqscan = off")
+            .execute(&mut *conn)
+            .await
+            .expect("set");
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "EXPLAIN SELECT id FROM cases WHERE workspace_id = '00000000-0000-0000-0000-000000000000'::uuid
+             AND form_id = '00000000-0000-0000-0000-000000000000'::uuid AND deleted_at IS NULL
+             AND data -> 'name' = '\"Ada\"'::jsonb",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .expect("explain");
+        rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("\n")
+    };
+    assert!(plan.contains("cases_by_name"), "the plan: {plan}");
+    // Later matches on the field find the index made.
+    assert_eq!(set_amount(6).await.case_id, ada.id);
+    assert_eq!(get_case(&store, &s, ada.id).await.data["amount"], 6);
+}
+
 async fn field_match_takes_the_oldest_case_holding_the_value(store: Store) {
     let s = Setup::new(&store, "w").await;
     let h = hook(&store, &s, "hash-1").await;
@@ -1597,6 +1652,7 @@ contract_tests!(
     expired_idempotency_key_is_processed_again,
     idempotency_keys_are_per_hook,
     update_items_match_by_ref_field_and_number,
+    field_match_is_served_by_an_index_on_the_field,
     field_match_takes_the_oldest_case_holding_the_value,
     update_that_changes_nothing_is_unchanged,
     update_without_a_match_fails_and_writes_nothing,
