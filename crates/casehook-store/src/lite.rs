@@ -22,6 +22,13 @@ use crate::error::{Result, StoreError};
 
 /// How often the checkpointer copies the write-ahead log into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+/// Frames in the write-ahead log (16 MiB of 4 KiB pages) past which the checkpointer makes
+/// the log start over.
+const RESTART_AFTER_FRAMES: i64 = 4096;
+/// How long a restart may wait for the writer's open transaction and for readers of old
+/// snapshots; the writer cannot begin a transaction meanwhile. Past it, the restart is
+/// tried again next round.
+const RESTART_WAIT: Duration = Duration::from_millis(100);
 
 /// The writer's connection, and the thread that checkpoints for it.
 #[derive(Debug)]
@@ -58,6 +65,13 @@ fn connect(path: &Path) -> Result<rusqlite::Connection> {
 /// thousand writes one commit, and every request waiting on it, stalled for the whole copy:
 /// hundreds of milliseconds after a burst. A thread of its own checkpoints instead, often
 /// and passively (never blocking the writer), and the writer never does.
+///
+/// A passive checkpoint running beside the writer never sees the log at rest, so on its own
+/// the log is never started over and grows without bound (measured: 378 MB in 9 s at 1,000
+/// deliveries/s, with delivery p99 from 40 ms to 135–790 ms as reads searched an ever longer
+/// log). So once the log holds `RESTART_AFTER_FRAMES`, the checkpointer asks for a restart:
+/// it copies the few frames the passive rounds have not, and the writer's next transaction
+/// writes the log from its start again (the file keeps its size, up to the 64 MiB limit).
 pub(crate) fn open(path: &Path) -> Result<LiteWriter> {
     let conn = connect(path)?;
     // Same settings as the sqlx connections: WAL, and a commit is on disk before it is
@@ -77,19 +91,43 @@ pub(crate) fn open(path: &Path) -> Result<LiteWriter> {
 
 fn spawn_checkpointer(path: PathBuf, stop: Arc<AtomicBool>) -> Result<()> {
     let conn = connect(&path)?;
+    conn.busy_timeout(RESTART_WAIT)?;
     std::thread::Builder::new()
         .name("casehook-checkpoint".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(CHECKPOINT_EVERY);
-                // PASSIVE copies what no reader still needs and never waits for the writer.
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::debug!(error = %e, "checkpoint skipped");
-                }
+                checkpoint(&conn);
             }
         })
         .map_err(|e| StoreError::Unavailable(format!("cannot start the checkpointer: {e}")))?;
     Ok(())
+}
+
+/// One round: a passive checkpoint, and a restart of the log when it has grown long.
+fn checkpoint(conn: &rusqlite::Connection) {
+    // PASSIVE copies what no reader still needs and never waits for the writer. Its second
+    // column is the number of frames in the log.
+    let frames = match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
+    {
+        Ok(frames) => frames,
+        Err(e) => {
+            tracing::debug!(error = %e, "checkpoint skipped");
+            return;
+        }
+    };
+    if frames < RESTART_AFTER_FRAMES {
+        return;
+    }
+    // The first column is 1 when the restart could not finish within `RESTART_WAIT`.
+    match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0)) {
+        Ok(0) => {}
+        Ok(_) => tracing::debug!(
+            frames,
+            "log restart postponed: readers or the writer were busy"
+        ),
+        Err(e) => tracing::debug!(error = %e, frames, "log restart skipped"),
+    }
 }
 
 impl rusqlite::ToSql for Arg {
@@ -261,5 +299,53 @@ impl LiteRow {
     pub(crate) fn json(&self, col: &str) -> Result<Value> {
         self.opt_json(col)?
             .ok_or_else(|| StoreError::Corrupt(format!("column `{col}` is null")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames in the log of the database at `path`, as a passive checkpoint reports them.
+    fn frames(path: &Path) -> i64 {
+        let conn = connect(path).expect("open");
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+            .expect("checkpoint")
+    }
+
+    #[test]
+    fn the_log_starts_over_instead_of_growing_while_writes_go_on() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let path = dir.path().join("t.db");
+        rusqlite::Connection::open(&path)
+            .and_then(|c| c.execute_batch("CREATE TABLE t (b BLOB)"))
+            .expect("create the file");
+        let writer = open(&path).expect("open the writer");
+        // The test needs many frames, not durability.
+        writer
+            .conn
+            .execute_batch("PRAGMA synchronous = OFF")
+            .expect("pragma");
+        // Commits one after another for a second or more, so that a passive checkpoint
+        // never sees the log at rest: about 20,000 frames (a leaf and an overflow page, and
+        // now and then a b-tree page, per commit).
+        let blob = vec![7_u8; 4000];
+        let started = std::time::Instant::now();
+        let mut commits = 0;
+        while commits < 8000 || started.elapsed() < CHECKPOINT_EVERY * 20 {
+            writer
+                .conn
+                .execute("INSERT INTO t (b) VALUES (?1)", [&blob])
+                .expect("insert");
+            commits += 1;
+            if commits % 50 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let now = frames(&path);
+        assert!(
+            now < 3 * RESTART_AFTER_FRAMES,
+            "the log holds {now} frames after {commits} commits: it did not start over"
+        );
     }
 }
