@@ -14,7 +14,8 @@ use axum::response::IntoResponse;
 use casehook_core::inbound::hook::{HookAction, HookConfig};
 use casehook_core::{FieldError, FieldErrorCode, InboundHookId, Role, WorkspaceId};
 use casehook_store::{
-    InboundHookChange, InboundHookRecord, NewHookToken, NewInboundHook, StoreError, now_micros,
+    HookToken, InboundHookChange, InboundHookRecord, NewHookToken, NewInboundHook, StoreError,
+    now_micros,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -340,12 +341,21 @@ fn micros_time(us: i64) -> Option<OffsetDateTime> {
 
 /// The view of a stored hook, with its current URL.
 async fn view(state: &AppState, record: InboundHookRecord) -> ApiResult<HookView> {
-    let config: HookConfig =
-        serde_json::from_value(record.config.clone()).map_err(|e| ApiError::internal(&e))?;
     let tokens = state
         .store
         .inbound_tokens(record.workspace_id, record.id)
         .await?;
+    view_with(state, record, &tokens)
+}
+
+/// The view of a hook whose working URL tokens (newest first) are already read.
+fn view_with(
+    state: &AppState,
+    record: InboundHookRecord,
+    tokens: &[HookToken],
+) -> ApiResult<HookView> {
+    let config: HookConfig =
+        serde_json::from_value(record.config.clone()).map_err(|e| ApiError::internal(&e))?;
     let current = tokens
         .iter()
         .find(|t| t.expires_at.is_none())
@@ -444,10 +454,20 @@ async fn create_hook(
     responses((status = 200, body = HookList)), security(("api_key" = [])))]
 async fn list_hooks(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<HookList>> {
     caller.require(Role::Admin)?;
-    let mut items = Vec::new();
-    for record in state.store.list_inbound_hooks(caller.workspace).await? {
-        items.push(view(&state, record).await?);
-    }
+    let records = state.store.list_inbound_hooks(caller.workspace).await?;
+    let tokens = state
+        .store
+        .workspace_inbound_tokens(caller.workspace)
+        .await?;
+    // A live hook always has a current token; one without any was deleted between the two
+    // reads (deletion removes its tokens), and is left out.
+    let items = records
+        .into_iter()
+        .filter_map(|record| {
+            let own = tokens.get(&record.id)?;
+            Some(view_with(&state, record, own))
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
     Ok(Json(HookList { items }))
 }
 

@@ -498,6 +498,42 @@ async fn rotated_token_works_beside_the_new_one_until_old_until(store: Store) {
     );
 }
 
+async fn workspace_tokens_are_every_live_hooks_working_tokens(store: Store) {
+    let s = Setup::new(&store, "w").await;
+    let other = Setup::new(&store, "x").await;
+    let rotated = hook(&store, &s, "hash-1").await;
+    store
+        .rotate_inbound_token(s.ws, rotated.id, token("hash-2"), now_micros() + HOUR)
+        .await
+        .expect("rotate");
+    let plain = hook(&store, &s, "hash-3").await;
+    let deleted = hook(&store, &s, "hash-4").await;
+    store
+        .delete_inbound_hook(s.ws, deleted.id)
+        .await
+        .expect("delete");
+    let elsewhere = hook(&store, &other, "hash-5").await;
+
+    let tokens = store
+        .workspace_inbound_tokens(s.ws)
+        .await
+        .expect("the workspace's tokens");
+    let mut hooks: Vec<_> = tokens.keys().copied().collect();
+    hooks.sort();
+    let mut expected = vec![rotated.id, plain.id];
+    expected.sort();
+    assert_eq!(hooks, expected, "live hooks of this workspace only");
+    for id in [rotated.id, plain.id] {
+        assert_eq!(
+            tokens[&id],
+            store.inbound_tokens(s.ws, id).await.expect("tokens"),
+            "as the hook's own list, newest first"
+        );
+    }
+    assert_eq!(tokens[&rotated.id].len(), 2);
+    assert!(!tokens.contains_key(&elsewhere.id));
+}
+
 async fn rotation_with_old_until_past_retires_old_tokens_at_once(store: Store) {
     let s = Setup::new(&store, "w").await;
     let h = hook(&store, &s, "hash-1").await;
@@ -1643,6 +1679,7 @@ contract_tests!(
     hooks_are_read_and_updated_within_their_workspace,
     rotated_token_works_beside_the_new_one_until_old_until,
     rotation_with_old_until_past_retires_old_tokens_at_once,
+    workspace_tokens_are_every_live_hooks_working_tokens,
     deleted_hook_stops_answering_but_keeps_its_request_log,
     create_item_creates_a_case_and_logs_the_request,
     repeated_idempotency_key_answers_the_first_outcome,
