@@ -109,16 +109,24 @@ async fn stored_check(conn: &mut Conn<'_>) -> Result<Option<(Vec<u8>, String)>> 
         .transpose()
 }
 
-async fn store_check(conn: &mut Conn<'_>, key: &MasterKey) -> Result<()> {
+/// Install `key`'s check value unless one is there; whether it was installed.
+async fn install_check(conn: &mut Conn<'_>, key: &MasterKey) -> Result<bool> {
     let sealed = key
         .seal(key.fingerprint().as_bytes(), context::MASTER_KEY_CHECK)
         .map_err(|e| StoreError::Corrupt(format!("sealing the key check: {e}")))?;
+    let inserted = conn
+        .execute(
+            "INSERT INTO master_key_check (id, sealed, fingerprint, updated_at) VALUES (1, $1, $2, $3)
+             ON CONFLICT (id) DO NOTHING",
+            &args![sealed, key.fingerprint(), now_micros()],
+        )
+        .await?;
+    Ok(inserted == 1)
+}
+
+async fn store_check(conn: &mut Conn<'_>, key: &MasterKey) -> Result<()> {
     conn.execute("DELETE FROM master_key_check", &[]).await?;
-    conn.execute(
-        "INSERT INTO master_key_check (id, sealed, fingerprint, updated_at) VALUES (1, $1, $2, $3)",
-        &args![sealed, key.fingerprint(), now_micros()],
-    )
-    .await?;
+    install_check(conn, key).await?;
     Ok(())
 }
 
@@ -127,46 +135,19 @@ struct CheckKey(MasterKey);
 impl WriteOp for CheckKey {
     type Output = KeyCheck;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<KeyCheck> {
+        // On a new database the first key installs its check; processes starting together
+        // race for it, and the others compare against the winner's.
+        if install_check(&mut tx.conn, &self.0).await? {
+            return Ok(KeyCheck::Installed);
+        }
         match stored_check(&mut tx.conn).await? {
-            Some((sealed, fingerprint)) => {
-                Ok(if self.0.open(&sealed, context::MASTER_KEY_CHECK).is_ok() {
-                    KeyCheck::Matches
-                } else {
-                    KeyCheck::Mismatch {
-                        expected_fingerprint: fingerprint,
-                    }
-                })
+            Some((sealed, _)) if self.0.open(&sealed, context::MASTER_KEY_CHECK).is_ok() => {
+                Ok(KeyCheck::Matches)
             }
-            None => {
-                // Processes starting together on a new database race to install their
-                // key's check: the first wins, and the others compare against it.
-                let sealed = self
-                    .0
-                    .seal(self.0.fingerprint().as_bytes(), context::MASTER_KEY_CHECK)
-                    .map_err(|e| StoreError::Corrupt(format!("sealing the key check: {e}")))?;
-                let inserted = tx
-                    .conn
-                    .execute(
-                        "INSERT INTO master_key_check (id, sealed, fingerprint, updated_at) VALUES (1, $1, $2, $3)
-                         ON CONFLICT (id) DO NOTHING",
-                        &args![sealed, self.0.fingerprint(), now_micros()],
-                    )
-                    .await?;
-                if inserted == 1 {
-                    return Ok(KeyCheck::Installed);
-                }
-                match stored_check(&mut tx.conn).await? {
-                    Some((sealed, _))
-                        if self.0.open(&sealed, context::MASTER_KEY_CHECK).is_ok() =>
-                    {
-                        Ok(KeyCheck::Matches)
-                    }
-                    Some((_, fingerprint)) => Ok(KeyCheck::Mismatch {
-                        expected_fingerprint: fingerprint,
-                    }),
-                    None => Err(StoreError::Corrupt("the master key check vanished".into())),
-                }
-            }
+            Some((_, fingerprint)) => Ok(KeyCheck::Mismatch {
+                expected_fingerprint: fingerprint,
+            }),
+            None => Err(StoreError::Corrupt("the master key check vanished".into())),
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use casehook_core::event::{Actor, NewEvent};
 use casehook_core::inbound::outcome::{Accepted, ItemAction, ItemOutcome};
-use casehook_core::{FormId, WorkspaceId};
+use casehook_core::{FormId, InboundHookId, WorkspaceId};
 use serde_json::Value;
 
 use crate::Store;
@@ -85,6 +85,22 @@ pub enum Applied {
     Duplicate(Accepted),
 }
 
+/// A hook deleted through another process may still be cached there for a moment: its
+/// requests are refused inside the write.
+pub(super) async fn check_hook_alive(
+    conn: &mut Conn<'_>,
+    hook: InboundHookId,
+    workspace: WorkspaceId,
+) -> Result<()> {
+    conn.fetch_one(
+        "SELECT id FROM inbound_hooks WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL",
+        &args![hook, workspace],
+        "inbound hook",
+    )
+    .await?;
+    Ok(())
+}
+
 /// The case a match names, locked for update on PostgreSQL; `None` when there is none.
 async fn find_match(
     conn: &mut Conn<'_>,
@@ -93,7 +109,7 @@ async fn find_match(
     target: &CaseMatch,
 ) -> Result<Option<casehook_core::case::Case>> {
     let dialect = conn.dialect();
-    let lock = if dialect == crate::db::Dialect::Postgres {
+    let lock = if dialect == Dialect::Postgres {
         " FOR UPDATE"
     } else {
         ""
@@ -119,14 +135,12 @@ async fn find_match(
             .await?
         }
         CaseMatch::Field { key, value } => {
-            if !casehook_core::form::is_valid_key(key) {
-                return Err(StoreError::Conflict(format!("`{key}` is not a field key")));
-            }
+            // Also refuses anything but a field key (the key becomes part of the SQL).
             let index = ensure_field_index(conn, key).await?;
             // SQLite's planner would rather walk the form's cases in number order (the ORDER
             // BY) than use the field's index; the index answers strings and numbers.
             let hint = match (dialect, value) {
-                (crate::db::Dialect::Sqlite, Value::String(_) | Value::Number(_)) => {
+                (Dialect::Sqlite, Value::String(_) | Value::Number(_)) => {
                     format!(" INDEXED BY {index}")
                 }
                 _ => String::new(),
@@ -249,23 +263,11 @@ impl WriteOp for ApplyInbound {
         if let Some(claim) = &write.idempotency
             && let Some(first) = claim_key(tx, request, claim).await?
         {
-            let settled = Settled {
-                status: 200,
-                outcome: "duplicate",
-                response: first.body(),
-                case_id: first.items.first().map(|i| i.case_id),
-            };
+            let settled = Settled::answered(&first, "duplicate");
             insert_request(&mut tx.conn, request, Some(settled)).await?;
             return Ok(Applied::Duplicate(first));
         }
-        // A hook deleted through another process may still be cached there for a moment.
-        tx.conn
-            .fetch_one(
-                "SELECT id FROM inbound_hooks WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL",
-                &args![request.hook_id, request.workspace],
-                "inbound hook",
-            )
-            .await?;
+        check_hook_alive(&mut tx.conn, request.hook_id, request.workspace).await?;
         let form = write.form_id;
         let mut items = Vec::with_capacity(write.items.len());
         for (index, item) in write.items.iter().enumerate() {
@@ -292,12 +294,7 @@ impl WriteOp for ApplyInbound {
                 )
                 .await?;
         }
-        let settled = Settled {
-            status: 200,
-            outcome: accepted.summary(),
-            response: accepted.body(),
-            case_id: accepted.items.first().map(|i| i.case_id),
-        };
+        let settled = Settled::answered(&accepted, accepted.summary());
         insert_request(&mut tx.conn, request, Some(settled)).await?;
         Ok(Applied::Done(accepted))
     }

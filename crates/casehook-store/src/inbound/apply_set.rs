@@ -18,6 +18,8 @@ use crate::db::{args, now_micros};
 use crate::error::{Result, StoreError};
 use crate::writer::{Tx, WriteOp};
 
+use super::apply::check_hook_alive;
+use super::log::Settled;
 use super::{InboundItem, InboundWrite};
 
 /// Whether a run of requests can be applied as a set: every item creates a case, and no two
@@ -76,20 +78,14 @@ pub(super) async fn apply_creations(
     Ok(answers)
 }
 
-/// A hook deleted through another process may still be cached there for a moment.
+/// Every hook of the set is still alive (checked once per hook).
 async fn check_hooks(tx: &mut Tx<'_>, writes: &[&InboundWrite]) -> Result<()> {
     let hooks: BTreeSet<_> = writes
         .iter()
         .map(|w| (w.request.hook_id, w.request.workspace))
         .collect();
     for (hook, workspace) in hooks {
-        tx.conn
-            .fetch_one(
-                "SELECT id FROM inbound_hooks WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL",
-                &args![hook, workspace],
-                "inbound hook",
-            )
-            .await?;
+        check_hook_alive(&mut tx.conn, hook, workspace).await?;
     }
     Ok(())
 }
@@ -149,6 +145,7 @@ async fn log_requests(
         .zip(answers)
         .map(|(write, accepted)| {
             let r = &write.request;
+            let settled = Settled::answered(accepted, accepted.summary());
             json!({
                 "id": r.id,
                 "workspace_id": r.workspace,
@@ -166,10 +163,10 @@ async fn log_requests(
                 "verification": r.verification,
                 "verification_error": r.verification_error,
                 "idempotency_key": r.idempotency_key,
-                "status": 200,
-                "outcome": accepted.summary(),
-                "response": accepted.body(),
-                "case_id": accepted.items.first().map(|i| i.case_id),
+                "status": settled.status,
+                "outcome": settled.outcome,
+                "response": settled.response,
+                "case_id": settled.case_id,
                 "replay_of": r.replay_of,
             })
         })

@@ -1,6 +1,7 @@
 //! The request log: every request a hook received, whatever became of it, listable with
 //! filters; and the pruning of old entries and expired idempotency keys.
 
+use casehook_core::inbound::outcome::Accepted;
 use casehook_core::{CaseId, InboundHookId, InboundRequestId, WorkspaceId};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -119,6 +120,18 @@ pub(super) struct Settled<'a> {
     pub outcome: &'a str,
     pub response: Value,
     pub case_id: Option<CaseId>,
+}
+
+impl<'a> Settled<'a> {
+    /// A request answered with `accepted` (processed now, or the first outcome of its key).
+    pub fn answered(accepted: &Accepted, outcome: &'a str) -> Self {
+        Self {
+            status: 200,
+            outcome,
+            response: accepted.body(),
+            case_id: accepted.items.first().map(|i| i.case_id),
+        }
+    }
 }
 
 pub(super) async fn insert_request(
