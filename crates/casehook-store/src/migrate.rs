@@ -47,6 +47,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_actions.sql"),
         postgres: include_str!("../migrations/postgres/0005_actions.sql"),
     },
+    Migration {
+        version: 6,
+        name: "inbound_keys_without_rowid",
+        sqlite: include_str!("../migrations/sqlite/0006_inbound_keys_without_rowid.sql"),
+        postgres: include_str!("../migrations/postgres/0006_inbound_keys_without_rowid.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_lock` ("casehook" in ASCII).
@@ -121,4 +127,58 @@ async fn apply_pending(conn: &mut Conn<'_>) -> Result<usize> {
         count += 1;
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite cannot change a table in place, so migration 6 copies the idempotency keys
+    /// into a table without a rowid: keys taken before the upgrade must still answer.
+    #[test]
+    fn idempotency_keys_survive_the_move_to_a_table_without_rowid() {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        for m in MIGRATIONS.iter().filter(|m| m.version < 6) {
+            conn.execute_batch(m.sqlite).expect("an earlier migration");
+        }
+        conn.execute(
+            "INSERT INTO inbound_idempotency VALUES (x'01', 'evt_1', x'02', x'03', '{\"items\":[]}', 10, 20)",
+            [],
+        )
+        .expect("a key taken before the upgrade");
+        let sixth = MIGRATIONS
+            .iter()
+            .find(|m| m.version == 6)
+            .expect("migration 6");
+        conn.execute_batch(sixth.sqlite).expect("migration 6");
+
+        let kept: (String, Vec<u8>, Option<String>, i64, i64) = conn
+            .query_row(
+                "SELECT idem_key, request_id, outcome, created_at, expires_at FROM inbound_idempotency
+                 WHERE hook_id = x'01' AND idem_key = 'evt_1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .expect("the key is still there");
+        assert_eq!(
+            kept,
+            (
+                "evt_1".into(),
+                vec![3],
+                Some("{\"items\":[]}".into()),
+                10,
+                20
+            )
+        );
+        let rowid = conn.prepare("SELECT rowid FROM inbound_idempotency");
+        assert!(rowid.is_err(), "the table has no rowid any more");
+        let expiry: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'inbound_idempotency_expiry'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("catalog");
+        assert_eq!(expiry, 1, "pruning keeps its index");
+    }
 }

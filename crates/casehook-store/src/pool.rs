@@ -155,6 +155,13 @@ impl WritePool {
             WritePool::Lite(writer) => Ok(Lease::Lite(&mut writer.conn)),
         }
     }
+
+    /// Upkeep the writer does between two batches, with no transaction open.
+    pub(crate) fn between_batches(&mut self) {
+        if let WritePool::Lite(writer) = self {
+            writer.restart_log_if_due();
+        }
+    }
 }
 
 /// A database URL with any password replaced, for messages and logs.

@@ -226,6 +226,8 @@ async fn writer_loop(
         }
         let woken = commit_batch(&mut pool, &mut batch).await;
         notifiers.wake(&woken);
+        // After the batch is answered, so that its requests do not wait on the upkeep.
+        pool.between_batches();
     }
     tracing::debug!("writer stopped: every store handle is gone");
 }

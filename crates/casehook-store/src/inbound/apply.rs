@@ -285,14 +285,7 @@ impl WriteOp for ApplyInbound {
             items,
         };
         if let Some(claim) = &write.idempotency {
-            let stored =
-                serde_json::to_value(&accepted).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            tx.conn
-                .execute(
-                    "UPDATE inbound_idempotency SET outcome = $1 WHERE hook_id = $2 AND idem_key = $3",
-                    &args![stored, request.hook_id, claim.key.as_str()],
-                )
-                .await?;
+            settle_key(tx, request, claim, &accepted).await?;
         }
         let settled = Settled::answered(&accepted, accepted.summary());
         insert_request(&mut tx.conn, request, Some(settled)).await?;
@@ -301,44 +294,53 @@ impl WriteOp for ApplyInbound {
 }
 
 /// Take the idempotency key for this request. Returns the first request's outcome when the
-/// key was already processed within its window. On PostgreSQL a concurrent holder of the same
-/// key makes the insert wait for its commit, so the outcome is read once it is there.
+/// key was already processed within its window.
+///
+/// On PostgreSQL the key is inserted now, without its outcome: a concurrent holder of the
+/// same key (another process) makes the insert wait for its commit, and the outcome is read
+/// once it is there. On SQLite the writer holds the database's write lock (`BEGIN
+/// IMMEDIATE`) from this lookup to [`settle_key`], so nobody can take the key in between and
+/// it is written once, with its outcome.
 async fn claim_key(
     tx: &mut Tx<'_>,
     request: &NewInboundRequest,
     claim: &IdempotencyClaim,
 ) -> Result<Option<Accepted>> {
     let now = now_micros();
-    let taken = tx
-        .conn
-        .fetch_optional(
-            "INSERT INTO inbound_idempotency (hook_id, idem_key, workspace_id, request_id, outcome, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, NULL, $5, $6)
-             ON CONFLICT (hook_id, idem_key) DO UPDATE SET request_id = excluded.request_id, outcome = NULL,
-                 created_at = excluded.created_at, expires_at = excluded.expires_at
-             WHERE inbound_idempotency.expires_at <= excluded.created_at
-             RETURNING request_id",
-            &args![
-                request.hook_id,
-                claim.key.as_str(),
-                request.workspace,
-                request.id,
-                now,
-                claim.expires_at
-            ],
-        )
-        .await?;
-    if taken.is_some() {
-        return Ok(None);
+    if tx.conn.dialect() == Dialect::Postgres {
+        let taken = tx
+            .conn
+            .fetch_optional(
+                "INSERT INTO inbound_idempotency (hook_id, idem_key, workspace_id, request_id, outcome, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, NULL, $5, $6)
+                 ON CONFLICT (hook_id, idem_key) DO UPDATE SET request_id = excluded.request_id, outcome = NULL,
+                     created_at = excluded.created_at, expires_at = excluded.expires_at
+                 WHERE inbound_idempotency.expires_at <= excluded.created_at
+                 RETURNING request_id",
+                &args![
+                    request.hook_id,
+                    claim.key.as_str(),
+                    request.workspace,
+                    request.id,
+                    now,
+                    claim.expires_at
+                ],
+            )
+            .await?;
+        if taken.is_some() {
+            return Ok(None);
+        }
     }
     let row = tx
         .conn
-        .fetch_one(
-            "SELECT outcome FROM inbound_idempotency WHERE hook_id = $1 AND idem_key = $2",
-            &args![request.hook_id, claim.key.as_str()],
-            "idempotency key",
+        .fetch_optional(
+            "SELECT outcome FROM inbound_idempotency WHERE hook_id = $1 AND idem_key = $2 AND expires_at > $3",
+            &args![request.hook_id, claim.key.as_str(), now],
         )
         .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
     match row.opt_json("outcome")? {
         Some(outcome) => serde_json::from_value(outcome)
             .map(Some)
@@ -347,6 +349,44 @@ async fn claim_key(
             "a request with this idempotency key is being processed; retry shortly".into(),
         )),
     }
+}
+
+/// Record what the request that holds the key came to: its retries answer this. On SQLite
+/// this is the key's first write; an expired key of the same name is replaced.
+async fn settle_key(
+    tx: &mut Tx<'_>,
+    request: &NewInboundRequest,
+    claim: &IdempotencyClaim,
+    accepted: &Accepted,
+) -> Result<()> {
+    let stored = serde_json::to_value(accepted).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if tx.conn.dialect() == Dialect::Postgres {
+        tx.conn
+            .execute(
+                "UPDATE inbound_idempotency SET outcome = $1 WHERE hook_id = $2 AND idem_key = $3",
+                &args![stored, request.hook_id, claim.key.as_str()],
+            )
+            .await?;
+        return Ok(());
+    }
+    tx.conn
+        .execute(
+            "INSERT INTO inbound_idempotency (hook_id, idem_key, workspace_id, request_id, outcome, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (hook_id, idem_key) DO UPDATE SET request_id = excluded.request_id, outcome = excluded.outcome,
+                 created_at = excluded.created_at, expires_at = excluded.expires_at",
+            &args![
+                request.hook_id,
+                claim.key.as_str(),
+                request.workspace,
+                request.id,
+                stored,
+                now_micros(),
+                claim.expires_at
+            ],
+        )
+        .await?;
+    Ok(())
 }
 
 impl Store {

@@ -3,6 +3,8 @@
 
 use casehook_core::inbound::outcome::Accepted;
 use casehook_core::{CaseId, InboundHookId, InboundRequestId, WorkspaceId};
+use std::sync::LazyLock;
+
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -82,6 +84,14 @@ const REQUEST_COLUMNS: &str = "id, hook_id, received_at, duration_us, source_ip,
      body_bytes, body_truncated, verification, verification_error, idempotency_key, status, outcome, response, \
      case_id, replay_of";
 
+// Built once: this runs in the writer for every request a hook receives.
+static INSERT_REQUEST_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO inbound_requests ({REQUEST_COLUMNS}, workspace_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+    )
+});
+
 fn request_from(row: &Row) -> Result<InboundRequestRecord> {
     let flags = row.text("flags")?;
     Ok(InboundRequestRecord {
@@ -145,10 +155,7 @@ pub(super) async fn insert_request(
     };
     let duration = (now_micros() - r.received_at).max(0);
     conn.execute(
-        &format!(
-            "INSERT INTO inbound_requests ({REQUEST_COLUMNS}, workspace_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
-        ),
+        &INSERT_REQUEST_SQL,
         &args![
             r.id,
             r.hook_id,
