@@ -41,27 +41,36 @@ async fn dispatch_workspace(
     backlog: DispatchBacklog,
 ) -> Result<usize, EngineError> {
     let ws = backlog.workspace;
-    let endpoints = engine.inner.endpoints.list(ws).await?;
     let actions = engine.actions(ws).await?;
     // Routing needs an event's data only for conditions and for the envelope an action
     // job carries; without either, the largest column is neither read nor decoded.
-    let without_data = actions.is_empty() && endpoints.iter().all(|e| e.condition.is_none());
-    let events = engine
-        .inner
-        .store
-        .list_events(
-            ws,
-            &EventFilter {
-                after: Some(backlog.dispatched),
-                limit: CHUNK,
-                without_data,
-                ..EventFilter::default()
-            },
-        )
-        .await?;
+    let needs_data = |endpoints: &[Arc<LiveEndpoint>]| {
+        !actions.is_empty() || endpoints.iter().any(|e| e.condition.is_some())
+    };
+    let first_look = engine.inner.endpoints.list(ws).await?;
+    let read = async |with_data: bool| {
+        let filter = EventFilter {
+            after: Some(backlog.dispatched),
+            limit: CHUNK,
+            without_data: !with_data,
+            ..EventFilter::default()
+        };
+        engine.inner.store.list_events(ws, &filter).await
+    };
+    let with_data = needs_data(&first_look);
+    let mut events = read(with_data).await?;
     let Some(last) = events.last().map(|e| e.sequence) else {
         return Ok(0);
     };
+    // The events are routed to the endpoints as listed *after* they were read. Listed
+    // before, an endpoint created between the two reads was missing from the list while an
+    // event written after its creation was in the read, and that event never reached it.
+    // Listed after, every endpoint committed before one of these events is there.
+    let endpoints = engine.inner.endpoints.list(ws).await?;
+    if !with_data && needs_data(&endpoints) {
+        events = read(true).await?;
+        events.retain(|e| e.sequence <= last);
+    }
     let mut plan = Vec::new();
     let mut jobs = Vec::new();
     for event in &events {

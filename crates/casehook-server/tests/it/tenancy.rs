@@ -123,6 +123,7 @@ async fn populate(app: &TestApp) -> (WorkspaceA, Tenant) {
     let endpoint_id = text(&endpoint["id"]);
     app.create_case_with(json!({"form_id": form_id, "data": {"amount": 1}}))
         .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let delivery_id = loop {
         let items = app
             .get(&format!("/deliveries?endpoint_id={endpoint_id}"), admin)
@@ -132,6 +133,10 @@ async fn populate(app: &TestApp) -> (WorkspaceA, Tenant) {
         if let Some(d) = items.iter().find(|d| d["state"] == "failed") {
             break text(&d["id"]);
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the case created after the endpoint was never delivered to it: {items:?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
     let event_id = text(&app.events(admin, "").await[0]["id"]);
