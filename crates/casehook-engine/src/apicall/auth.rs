@@ -179,10 +179,15 @@ impl AuthState {
                     Some(access) => access,
                     None => {
                         let refresh = held.as_ref().and_then(|t| t.refresh.clone());
-                        let (exchange, token) = fetch_token(client, oauth, refresh).await;
+                        let (exchange, token) = fetch_token(client, oauth, refresh.clone()).await;
                         exchanges.push(exchange);
                         match token {
-                            Ok(t) => {
+                            Ok(mut t) => {
+                                // A server that hands out no new refresh token leaves the
+                                // one in use valid (RFC 6749, section 6): keep it.
+                                if t.refresh.is_none() {
+                                    t.refresh = refresh;
+                                }
                                 let access = t.access.clone();
                                 *held = Some(t);
                                 access

@@ -24,6 +24,7 @@ api_tests!(
     client_auth_body_sends_the_client_credentials_in_the_form,
     the_refresh_token_grant_uses_each_rotated_refresh_token,
     a_failed_refresh_keeps_the_rotated_refresh_token,
+    a_refresh_without_a_new_refresh_token_keeps_the_rotated_one,
     a_token_endpoint_failure_is_reported_as_such,
     a_job_run_stores_the_answer_without_the_echoed_token,
 );
@@ -221,19 +222,29 @@ fn refresh_config() -> Config {
     }
 }
 
+/// Three successful calls, each token revoked after its call: every call after the first is
+/// refused once and must refresh with the refresh token that is valid by then.
+async fn three_calls_each_refreshing(
+    app: &TestApp,
+    server: &OAuth2Server,
+    case: &str,
+) -> Vec<Value> {
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let run = dry_run(app, case, "api").await;
+        assert_ok(&run, 200);
+        runs.push(run);
+        server.revoke_all();
+    }
+    runs
+}
+
 async fn the_refresh_token_grant_uses_each_rotated_refresh_token(app: TestApp) {
     let config = refresh_config();
     let server = OAuth2Server::start(config.clone()).await;
     let case = setup(&app, &server, &config, json!({})).await;
 
-    let mut runs = Vec::new();
-    for _ in 0..3 {
-        let run = dry_run(&app, &case, "api").await;
-        assert_ok(&run, 200);
-        runs.push(run);
-        // The next call is refused and must refresh with the token the server rotated in.
-        server.revoke_all();
-    }
+    let runs = three_calls_each_refreshing(&app, &server, &case).await;
     let requests = server.token_requests();
     let used: Vec<_> = requests.iter().map(|r| r.refresh_token.clone()).collect();
     let handed_out: Vec<_> = server.refresh_tokens().into_iter().map(Some).collect();
@@ -274,6 +285,36 @@ async fn a_failed_refresh_keeps_the_rotated_refresh_token(app: TestApp) {
         ]
     );
     assert_nothing_leaked(&app, &server, &config, &[first, failed, third]).await;
+}
+
+async fn a_refresh_without_a_new_refresh_token_keeps_the_rotated_one(app: TestApp) {
+    // The server rotates on the first refresh only; after that it answers without a refresh
+    // token, and the one in use stays the valid one (RFC 6749, section 6).
+    let config = Config {
+        rotations: Some(1),
+        ..refresh_config()
+    };
+    let server = OAuth2Server::start(config.clone()).await;
+    let case = setup(&app, &server, &config, json!({})).await;
+
+    let runs = three_calls_each_refreshing(&app, &server, &case).await;
+    let handed_out = server.refresh_tokens();
+    assert_eq!(handed_out.len(), 2, "one rotation: {handed_out:?}");
+    let used: Vec<_> = server
+        .token_requests()
+        .iter()
+        .map(|r| (r.refresh_token.clone().expect("a refresh token"), r.status))
+        .collect();
+    let rotated = handed_out[1].clone();
+    assert_eq!(
+        used,
+        [
+            (handed_out[0].clone(), 200),
+            (rotated.clone(), 200),
+            (rotated, 200)
+        ]
+    );
+    assert_nothing_leaked(&app, &server, &config, &runs).await;
 }
 
 async fn a_token_endpoint_failure_is_reported_as_such(app: TestApp) {

@@ -38,6 +38,9 @@ pub struct Config {
     pub refresh_token: Option<&'static str>,
     /// How long the token endpoint takes, to make concurrent callers overlap.
     pub token_delay: Duration,
+    /// How many refreshes hand out a new refresh token; after them the server answers
+    /// without one and the refresh token in use stays valid (`None`: every refresh rotates).
+    pub rotations: Option<usize>,
 }
 
 impl Config {
@@ -49,6 +52,7 @@ impl Config {
             lifetime: Duration::from_secs(300),
             refresh_token: None,
             token_delay: Duration::from_millis(100),
+            rotations: None,
         }
     }
 }
@@ -235,12 +239,17 @@ fn issue(
             if refresh.is_none() || request.refresh_token != *refresh {
                 return (400, json!({"error": "invalid_grant"}));
             }
-            // Rotation: the used refresh token is dead from now on.
             let mut history = inner.refresh_history.lock().expect("lock");
-            let next = format!("rt-{}-{}", history.len(), nonce());
-            history.push(next.clone());
-            *refresh = Some(next.clone());
-            Some(next)
+            // The initial token is the history's first: the rest are rotations.
+            if config.rotations.is_some_and(|n| history.len() > n) {
+                None
+            } else {
+                // Rotation: the used refresh token is dead from now on.
+                let next = format!("rt-{}-{}", history.len(), nonce());
+                history.push(next.clone());
+                *refresh = Some(next.clone());
+                Some(next)
+            }
         }
         _ => return (400, json!({"error": "unsupported_grant_type"})),
     };
