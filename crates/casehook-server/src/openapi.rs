@@ -15,7 +15,8 @@ use crate::routes;
 #[openapi(
     info(title = "casehook", description = "Integration engine for case-management platforms: forms, cases, events, webhooks."),
     servers((url = "/api/v1")),
-    modifiers(&BearerAuth),
+    paths(crate::inbound::receive::receive, crate::inbound::receive::receive_with_flags),
+    modifiers(&BearerAuth, &ServedAtTheRoot),
     tags(
         (name = "workspaces", description = "Tenants"),
         (name = "api-keys", description = "API keys and roles"),
@@ -47,6 +48,20 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Where external systems send (`/in/…`) is served at the root, not under `/api/v1`: those
+/// paths name their own server.
+struct ServedAtTheRoot;
+
+impl Modify for ServedAtTheRoot {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if path.starts_with("/in/") {
+                item.servers = Some(vec![utoipa::openapi::Server::new("/")]);
+            }
+        }
     }
 }
 

@@ -11,7 +11,7 @@
 mod hooks;
 mod live;
 mod process;
-mod receive;
+pub(crate) mod receive;
 mod requests;
 mod secrets;
 

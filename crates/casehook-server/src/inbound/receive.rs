@@ -17,7 +17,7 @@ use casehook_store::now_micros;
 
 use super::process::{Answer, Flags, Incoming, process, refuse_early};
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
 /// The header that tells a sender its request was a retry answered from the first one.
 const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -30,11 +30,44 @@ pub fn router() -> Router<AppState> {
         .route("/in/{token}/{*flags}", post(receive_with_flags))
 }
 
-async fn receive(state: State<AppState>, Path(token): Path<String>, request: Request) -> Response {
+/// Where an external system sends. Not under `/api/v1` and not behind an API key: the URL's
+/// token names the hook, and the hook's own verifications (signatures, tokens, Basic, IP
+/// allow-list, a sender key) decide. The request is verified, validated, mapped and
+/// committed before the answer, which carries each item's case.
+#[utoipa::path(post, path = "/in/{token}", tag = "inbound-hooks",
+    params(("token" = String, Path, description = "The hook's URL token")),
+    request_body(content = Object, description = "JSON (an object, or an array of objects: a batch with a result per item), `application/x-www-form-urlencoded`, or `multipart/form-data` text parts"),
+    responses(
+        (status = 200, body = Object, description = "Applied; with `Idempotent-Replayed: true`, the first answer of a request already processed under its idempotency key. `Casehook-Request-Id` names the request log entry."),
+        (status = 400, body = ErrorBody, description = "Malformed or invalid payload: every field error at once"),
+        (status = 401, body = ErrorBody, description = "Verification failed (`access_deny`); nothing written"),
+        (status = 404, body = ErrorBody, description = "No hook has this token, or no case matched"),
+        (status = 413, body = ErrorBody, description = "Body over the hook's limit"),
+        (status = 415, body = ErrorBody, description = "Unsupported content type"),
+        (status = 429, body = ErrorBody, description = "Over the hook's rate limit; see `Retry-After`")),
+    security(()))]
+pub(crate) async fn receive(
+    state: State<AppState>,
+    Path(token): Path<String>,
+    request: Request,
+) -> Response {
     handle(state, token, Flags::default(), request).await
 }
 
-async fn receive_with_flags(
+/// The same, with AM System's path options: `skipvalidate` (required fields are not
+/// enforced; types still are) and `skiptriggers` (no outgoing webhooks or API calls),
+/// either or both, in either order (`/in/{token}/skipvalidate/skiptriggers`).
+#[utoipa::path(post, path = "/in/{token}/{options}", tag = "inbound-hooks",
+    params(("token" = String, Path, description = "The hook's URL token"),
+           ("options" = String, Path, description = "`skipvalidate`, `skiptriggers`, or both joined by `/`")),
+    request_body(content = Object, description = "As for `/in/{token}`"),
+    responses(
+        (status = 200, body = Object, description = "As for `/in/{token}`"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "Unknown token, or an unknown path option"),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 429, body = ErrorBody)),
+    security(()))]
+pub(crate) async fn receive_with_flags(
     state: State<AppState>,
     Path((token, rest)): Path<(String, String)>,
     request: Request,

@@ -104,6 +104,26 @@ async fn the_openapi_document_describes_the_api(app: TestApp) {
     }
     assert!(paths.contains_key("/api-keys/{id}"));
     assert!(paths.contains_key("/workspaces/{id}"));
+    // Where external systems send: at the root, without an API key.
+    for path in ["/in/{token}", "/in/{token}/{options}"] {
+        let item = &paths[path];
+        assert!(item["post"].is_object(), "POST {path} is not documented");
+        assert_eq!(
+            item["servers"][0]["url"], "/",
+            "{path} is served at the root"
+        );
+        assert_eq!(
+            item["post"]["security"],
+            json!([{}]),
+            "{path} needs no API key"
+        );
+        for status in ["200", "400", "401", "404", "413", "415", "429"] {
+            assert!(
+                item["post"]["responses"][status].is_object(),
+                "{path} does not document {status}"
+            );
+        }
+    }
     let schemas = doc["components"]["schemas"].as_object().expect("schemas");
     for name in [
         "Case",
@@ -133,6 +153,20 @@ async fn every_documented_operation_is_served_and_needs_a_key(app: TestApp) {
     let paths = doc["paths"].as_object().expect("paths");
     assert!(paths.len() >= 14, "{} paths", paths.len());
     for (template, item) in paths {
+        if item.get("servers").is_some() {
+            // Served at the root, not under `/api/v1`, and verified by the hook, not by an
+            // API key: an unknown token is a 404, and other methods are not allowed.
+            let path = template
+                .replace("{token}", "chi_unknown")
+                .replace("{options}", "skiptriggers");
+            app.send(app.client.post(format!("{}{path}", app.base_url)))
+                .await
+                .expect_error(404, "not_found");
+            app.send(app.client.get(format!("{}{path}", app.base_url)))
+                .await
+                .expect_status(405);
+            continue;
+        }
         let path = template
             .split('/')
             .map(|s| if s.starts_with('{') { "x" } else { s })
