@@ -294,7 +294,9 @@ async fn every_route_answers_404_for_another_workspaces_resources(app: TestApp) 
     let paths = doc["paths"].as_object().expect("the document has paths");
     let mut walked = 0;
     for (template, item) in paths {
-        if !template.contains('{') {
+        // Paths with a server of their own (`/in/{token}`) are not under `/api/v1` and take
+        // no API key: the token in the URL names the hook, whichever workspace it is in.
+        if !template.contains('{') || item.get("servers").is_some() {
             continue;
         }
         let item = item.as_object().expect("a path item");
