@@ -42,12 +42,6 @@ async fn dispatch_workspace(
 ) -> Result<usize, EngineError> {
     let ws = backlog.workspace;
     let actions = engine.actions(ws).await?;
-    // Routing needs an event's data only for conditions and for the envelope an action
-    // job carries; without either, the largest column is neither read nor decoded.
-    let needs_data = |endpoints: &[Arc<LiveEndpoint>]| {
-        !actions.is_empty() || endpoints.iter().any(|e| e.condition.is_some())
-    };
-    let first_look = engine.inner.endpoints.list(ws).await?;
     let read = async |with_data: bool| {
         let filter = EventFilter {
             after: Some(backlog.dispatched),
@@ -57,7 +51,12 @@ async fn dispatch_workspace(
         };
         engine.inner.store.list_events(ws, &filter).await
     };
-    let with_data = needs_data(&first_look);
+    // Routing needs an event's data only for conditions and for the envelope an action
+    // job carries; without either, the largest column is neither read nor decoded. Whether
+    // an endpoint has a condition is taken from the previous round's list (with the data
+    // when there was none lately), and checked against this round's below.
+    let with_data =
+        !actions.is_empty() || engine.inner.endpoints.had_conditions(ws).unwrap_or(true);
     let mut events = read(with_data).await?;
     let Some(last) = events.last().map(|e| e.sequence) else {
         return Ok(0);
@@ -67,7 +66,7 @@ async fn dispatch_workspace(
     // event written after its creation was in the read, and that event never reached it.
     // Listed after, every endpoint committed before one of these events is there.
     let endpoints = engine.inner.endpoints.list(ws).await?;
-    if !with_data && needs_data(&endpoints) {
+    if !with_data && endpoints.iter().any(|e| e.condition.is_some()) {
         events = read(true).await?;
         events.retain(|e| e.sequence <= last);
     }

@@ -175,6 +175,8 @@ pub struct EndpointCache {
     keys: MasterKey,
     loaded: moka::sync::Cache<EndpointId, Arc<LiveEndpoint>>,
     gates: Mutex<HashMap<EndpointId, Arc<Gate>>>,
+    /// Whether some endpoint of the workspace had a condition when it was last listed.
+    conditions: moka::sync::Cache<WorkspaceId, bool>,
 }
 
 impl EndpointCache {
@@ -187,6 +189,7 @@ impl EndpointCache {
                 .time_to_live(TTL)
                 .build(),
             gates: Mutex::new(HashMap::new()),
+            conditions: moka::sync::Cache::new(10_000),
         }
     }
 
@@ -241,7 +244,15 @@ impl EndpointCache {
                 Err(e) => tracing::error!(error = %e, "endpoint cannot be loaded; skipping it"),
             }
         }
+        self.conditions
+            .insert(workspace, live.iter().any(|e| e.condition.is_some()));
         Ok(live)
+    }
+
+    /// Whether some endpoint of the workspace had a condition when the workspace's endpoints
+    /// were last listed; `None` when they were not listed lately.
+    pub fn had_conditions(&self, workspace: WorkspaceId) -> Option<bool> {
+        self.conditions.get(&workspace)
     }
 
     /// The key secrets at rest are sealed under.

@@ -351,8 +351,9 @@ async fn claim_key(
     }
 }
 
-/// Record what the request that holds the key came to: its retries answer this. On SQLite
-/// this is the key's first write; an expired key of the same name is replaced.
+/// Record what the request that holds the key came to: its retries answer this. One
+/// statement for both backends: on PostgreSQL it fills in the row [`claim_key`] inserted; on
+/// SQLite it is the key's first write (an expired key of the same name is replaced).
 async fn settle_key(
     tx: &mut Tx<'_>,
     request: &NewInboundRequest,
@@ -360,15 +361,6 @@ async fn settle_key(
     accepted: &Accepted,
 ) -> Result<()> {
     let stored = serde_json::to_value(accepted).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    if tx.conn.dialect() == Dialect::Postgres {
-        tx.conn
-            .execute(
-                "UPDATE inbound_idempotency SET outcome = $1 WHERE hook_id = $2 AND idem_key = $3",
-                &args![stored, request.hook_id, claim.key.as_str()],
-            )
-            .await?;
-        return Ok(());
-    }
     tx.conn
         .execute(
             "INSERT INTO inbound_idempotency (hook_id, idem_key, workspace_id, request_id, outcome, created_at, expires_at)

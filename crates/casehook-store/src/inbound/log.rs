@@ -1,10 +1,10 @@
 //! The request log: every request a hook received, whatever became of it, listable with
 //! filters; and the pruning of old entries and expired idempotency keys.
 
-use casehook_core::inbound::outcome::Accepted;
-use casehook_core::{CaseId, InboundHookId, InboundRequestId, WorkspaceId};
 use std::sync::LazyLock;
 
+use casehook_core::inbound::outcome::Accepted;
+use casehook_core::{CaseId, InboundHookId, InboundRequestId, WorkspaceId};
 use serde_json::Value;
 use time::OffsetDateTime;
 
