@@ -7,6 +7,7 @@
 //! the dialects differ, the caller asks [`Conn::dialect`].
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{PgConnection, Row as _, SqliteConnection};
@@ -32,6 +33,8 @@ pub enum Arg {
     Uuid(Uuid),
     OptUuid(Option<Uuid>),
     Json(Value),
+    /// JSON already serialized (by the caller's task, so that the writer only binds it).
+    RawJson(Box<RawValue>),
     /// A JSON value or SQL NULL, typed as JSON (PostgreSQL refuses a text NULL in a jsonb column).
     OptJson(Option<Value>),
     F64(f64),
@@ -49,7 +52,7 @@ macro_rules! arg_from {
 }
 arg_from!(i64 => I64, Option<i64> => OptI64, String => Text, &str => Text, Option<String> => OptText,
           Uuid => Uuid, Option<Uuid> => OptUuid, Value => Json, Option<Value> => OptJson, f64 => F64, bool => Bool,
-          Vec<u8> => Bytes, Option<Vec<u8>> => OptBytes);
+          Vec<u8> => Bytes, Option<Vec<u8>> => OptBytes, Box<RawValue> => RawJson);
 
 macro_rules! id_args {
     ($($t:ty),*) => {$(
@@ -94,6 +97,7 @@ fn bind_sqlite<'q>(
             Arg::Uuid(v) => q.bind(*v),
             Arg::OptUuid(v) => q.bind(*v),
             Arg::Json(v) => q.bind(sqlx::types::Json(v)),
+            Arg::RawJson(v) => q.bind(sqlx::types::Json(v)),
             Arg::OptJson(v) => q.bind(v.as_ref().map(sqlx::types::Json)),
             Arg::F64(v) => q.bind(*v),
             Arg::Bool(v) => q.bind(*v),
@@ -117,6 +121,7 @@ fn bind_pg<'q>(
             Arg::Uuid(v) => q.bind(*v),
             Arg::OptUuid(v) => q.bind(*v),
             Arg::Json(v) => q.bind(sqlx::types::Json(v)),
+            Arg::RawJson(v) => q.bind(sqlx::types::Json(v)),
             Arg::OptJson(v) => q.bind(v.as_ref().map(sqlx::types::Json)),
             Arg::F64(v) => q.bind(*v),
             Arg::Bool(v) => q.bind(*v),

@@ -101,6 +101,11 @@ pub(crate) async fn append(
     append_numbered(tx, workspace, last - count + 1, events).await
 }
 
+pub(crate) const INSERT_EVENT_SQL: &str =
+    "INSERT INTO events (id, sequence, workspace_id, type, case_id, form_id, actor, data, changes,
+                     skip_triggers, occurred_at)
+ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
 /// Append events whose sequence numbers the caller already took from the workspace's
 /// counter (in this transaction), the first being `first`.
 pub(crate) async fn append_numbered(
@@ -147,14 +152,7 @@ pub(crate) async fn append_numbered(
         ]);
         params.push(Arg::OptJson(changes));
         params.extend(args![event.skip_triggers, now]);
-        tx.conn
-            .execute(
-                "INSERT INTO events (id, sequence, workspace_id, type, case_id, form_id, actor, data, changes,
-                                     skip_triggers, occurred_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                &params,
-            )
-            .await?;
+        tx.conn.execute(INSERT_EVENT_SQL, &params).await?;
         written.push(event);
     }
     Ok(written)

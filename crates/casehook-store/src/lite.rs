@@ -167,6 +167,7 @@ impl rusqlite::ToSql for Arg {
                 ToSqlOutput::Borrowed(ValueRef::Blob(u.as_bytes()))
             }),
             Arg::Json(v) => json(v),
+            Arg::RawJson(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.get().as_bytes())),
             Arg::OptJson(v) => v.as_ref().map_or(ToSqlOutput::Owned(Lv::Null), json),
             Arg::F64(v) => ToSqlOutput::Owned(Lv::Real(*v)),
             Arg::Bool(v) => ToSqlOutput::Owned(Lv::Integer(i64::from(*v))),

@@ -85,7 +85,9 @@ trait Queued: Send + Any {
 struct Pending<O: WriteOp> {
     op: O,
     output: Option<O::Output>,
-    reply: oneshot::Sender<Result<O::Output>>,
+    /// The answer, and the operation itself: the caller drops it, so that freeing what it
+    /// holds (request bodies, case data) is not the writer's work.
+    reply: oneshot::Sender<(Result<O::Output>, O)>,
 }
 
 impl<O: WriteOp> Queued for Pending<O> {
@@ -139,13 +141,14 @@ impl<O: WriteOp> Queued for Pending<O> {
     }
 
     fn finish(self: Box<Self>, failure: Option<StoreError>) {
-        let result = match (failure, self.output) {
+        let Pending { op, output, reply } = *self;
+        let result = match (failure, output) {
             (Some(e), _) => Err(e),
             (None, Some(out)) => Ok(out),
             (None, None) => Err(StoreError::Corrupt("write finished without output".into())),
         };
         // The caller may have gone away (request cancelled); the write stands regardless.
-        let _ = self.reply.send(result);
+        let _ = reply.send((result, op));
     }
 }
 
@@ -206,7 +209,8 @@ impl Writer {
             .send(pending)
             .await
             .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        let (result, _op) = answer.await.map_err(|_| StoreError::Closed)?;
+        result
     }
 }
 

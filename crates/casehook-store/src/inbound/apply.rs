@@ -7,11 +7,12 @@ use casehook_core::event::{Actor, NewEvent};
 use casehook_core::inbound::outcome::{Accepted, ItemAction, ItemOutcome};
 use casehook_core::{FormId, InboundHookId, WorkspaceId};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::Store;
 use crate::cases::{
-    COLUMNS as CASE_COLUMNS, CasePatch, CreateCase, NewCase, UpdateCase, case_from,
-    data_equals_clause, ensure_field_index,
+    COLUMNS as CASE_COLUMNS, CasePatch, CreationJson, NewCase, UpdateCase, case_from,
+    data_equals_clause, ensure_field_index, insert_case,
 };
 use crate::db::{Arg, Conn, Dialect, args, now_micros};
 use crate::error::{Result, StoreError};
@@ -167,25 +168,32 @@ async fn find_match(
 }
 
 /// Apply one item; every failure is the whole request's (the caller rolls back).
+/// `creation` is the JSON of the case it creates, if it may create one.
 async fn apply_item(
     tx: &mut Tx<'_>,
     workspace: WorkspaceId,
     form: FormId,
     item: &InboundItem,
+    creation: Option<&CreationJson>,
 ) -> Result<ItemOutcome> {
-    match item {
-        InboundItem::Create(new) => create(tx, new).await,
-        InboundItem::Update {
-            target,
-            patch,
-            actor,
-            skip_triggers,
-            or_create,
-        } => {
+    match (item, creation) {
+        (InboundItem::Create(new), Some(json)) => create(tx, new, json).await,
+        (InboundItem::Create(_), None) => Err(missing_creation()),
+        (
+            InboundItem::Update {
+                target,
+                patch,
+                actor,
+                skip_triggers,
+                or_create,
+            },
+            creation,
+        ) => {
             let Some(case) = find_match(&mut tx.conn, workspace, form, target).await? else {
-                return match or_create {
-                    Some(new) => create(tx, new).await,
-                    None => Err(StoreError::NotFound("case")),
+                return match (or_create, creation) {
+                    (Some(new), Some(json)) => create(tx, new, json).await,
+                    (Some(_), None) => Err(missing_creation()),
+                    (None, _) => Err(StoreError::NotFound("case")),
                 };
             };
             let mut op = UpdateCase {
@@ -208,7 +216,7 @@ async fn apply_item(
                 event_ids: events.iter().map(|e| e.id).collect(),
             })
         }
-        InboundItem::Event { target, event } => {
+        (InboundItem::Event { target, event }, _) => {
             let case = find_match(&mut tx.conn, workspace, form, target)
                 .await?
                 .ok_or(StoreError::NotFound("case"))?;
@@ -228,24 +236,66 @@ async fn apply_item(
     }
 }
 
-async fn create(tx: &mut Tx<'_>, new: &NewCase) -> Result<ItemOutcome> {
-    let (case, event) = CreateCase(new.clone()).run(tx).await?;
+fn missing_creation() -> StoreError {
+    StoreError::Corrupt("an item that creates a case came without its JSON".into())
+}
+
+async fn create(tx: &mut Tx<'_>, new: &NewCase, json: &CreationJson) -> Result<ItemOutcome> {
+    let created = insert_case(tx, new, json).await?;
     Ok(ItemOutcome {
         action: ItemAction::Created,
-        case_id: case.id,
-        case_number: case.number,
-        event_ids: vec![event.id],
+        case_id: created.id,
+        case_number: created.number,
+        event_ids: vec![created.event_id],
     })
 }
 
-struct ApplyInbound(InboundWrite);
+/// An accepted request, with the JSON of every case it may create serialized on the
+/// caller's task.
+pub(super) struct ApplyInbound {
+    pub(super) write: InboundWrite,
+    /// Per item: the JSON of the case it creates (`Create`, `Update` with `or_create`).
+    pub(super) creations: Vec<Option<CreationJson>>,
+    /// The log entry's headers.
+    headers: Box<RawValue>,
+}
+
+impl ApplyInbound {
+    fn new(write: InboundWrite) -> Result<Self> {
+        let creations = write
+            .items
+            .iter()
+            .map(|item| match item {
+                InboundItem::Create(new)
+                | InboundItem::Update {
+                    or_create: Some(new),
+                    ..
+                } => CreationJson::of(new).map(Some),
+                _ => Ok(None),
+            })
+            .collect::<Result<_>>()?;
+        let headers = serde_json::value::to_raw_value(&write.request.headers)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Self {
+            write,
+            creations,
+            headers,
+        })
+    }
+
+    /// Write the request's log entry, settled.
+    async fn log(&self, tx: &mut Tx<'_>, settled: Settled<'_>) -> Result<()> {
+        let headers = Arg::RawJson(self.headers.clone());
+        insert_request(&mut tx.conn, &self.write.request, headers, Some(settled)).await
+    }
+}
 
 impl WriteOp for ApplyInbound {
     type Output = Applied;
     const SET_BASED: bool = true;
 
     async fn run_set(ops: &mut [&mut Self], tx: &mut Tx<'_>) -> Result<Vec<Applied>> {
-        let writes: Vec<&InboundWrite> = ops.iter().map(|op| &op.0).collect();
+        let writes: Vec<&ApplyInbound> = ops.iter().map(|op| &**op).collect();
         if tx.conn.dialect() == Dialect::Postgres && apply_set::creations_only(&writes) {
             let answers = apply_set::apply_creations(tx, &writes).await?;
             return Ok(answers.into_iter().map(Applied::Done).collect());
@@ -258,20 +308,19 @@ impl WriteOp for ApplyInbound {
     }
 
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<Applied> {
-        let write = &self.0;
+        let write = &self.write;
         let request = &write.request;
         if let Some(claim) = &write.idempotency
             && let Some(first) = claim_key(tx, request, claim).await?
         {
-            let settled = Settled::answered(&first, "duplicate");
-            insert_request(&mut tx.conn, request, Some(settled)).await?;
+            self.log(tx, Settled::answered(&first, "duplicate")).await?;
             return Ok(Applied::Duplicate(first));
         }
         check_hook_alive(&mut tx.conn, request.hook_id, request.workspace).await?;
         let form = write.form_id;
         let mut items = Vec::with_capacity(write.items.len());
-        for (index, item) in write.items.iter().enumerate() {
-            let outcome = apply_item(tx, request.workspace, form, item)
+        for (index, (item, creation)) in write.items.iter().zip(&self.creations).enumerate() {
+            let outcome = apply_item(tx, request.workspace, form, item, creation.as_ref())
                 .await
                 .map_err(|e| StoreError::Item {
                     index,
@@ -287,8 +336,8 @@ impl WriteOp for ApplyInbound {
         if let Some(claim) = &write.idempotency {
             settle_key(tx, request, claim, &accepted).await?;
         }
-        let settled = Settled::answered(&accepted, accepted.summary());
-        insert_request(&mut tx.conn, request, Some(settled)).await?;
+        self.log(tx, Settled::answered(&accepted, accepted.summary()))
+            .await?;
         Ok(Applied::Done(accepted))
     }
 }
@@ -387,6 +436,6 @@ impl Store {
     /// first request's outcome. Any item's failure fails the whole request
     /// ([`StoreError::Item`] names the item), and nothing of it is written.
     pub async fn apply_inbound(&self, write: InboundWrite) -> Result<Applied> {
-        self.writer().run(ApplyInbound(write)).await
+        self.writer().run(ApplyInbound::new(write)?).await
     }
 }

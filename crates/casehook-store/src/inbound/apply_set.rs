@@ -13,20 +13,20 @@ use std::collections::{BTreeSet, HashSet};
 use casehook_core::inbound::outcome::{Accepted, ItemAction, ItemOutcome};
 use serde_json::{Value, json};
 
-use crate::cases::CreateCase;
+use crate::cases::insert_case_set;
 use crate::db::{args, now_micros};
 use crate::error::{Result, StoreError};
-use crate::writer::{Tx, WriteOp};
+use crate::writer::Tx;
 
-use super::apply::check_hook_alive;
+use super::apply::{ApplyInbound, check_hook_alive};
 use super::log::Settled;
 use super::{InboundItem, InboundWrite};
 
 /// Whether a run of requests can be applied as a set: every item creates a case, and no two
 /// requests carry the same idempotency key (the second must answer the first's outcome).
-pub(super) fn creations_only(writes: &[&InboundWrite]) -> bool {
+pub(super) fn creations_only(ops: &[&ApplyInbound]) -> bool {
     let mut keys = HashSet::new();
-    writes.iter().all(|w| {
+    ops.iter().map(|op| &op.write).all(|w| {
         w.items.iter().all(|i| matches!(i, InboundItem::Create(_)))
             && w.idempotency
                 .as_ref()
@@ -37,33 +37,39 @@ pub(super) fn creations_only(writes: &[&InboundWrite]) -> bool {
 /// Apply `writes` (all passing [`creations_only`]) in the transaction, answering each.
 pub(super) async fn apply_creations(
     tx: &mut Tx<'_>,
-    writes: &[&InboundWrite],
+    ops: &[&ApplyInbound],
 ) -> Result<Vec<Accepted>> {
+    let writes: Vec<&InboundWrite> = ops.iter().map(|op| &op.write).collect();
+    let writes = writes.as_slice();
     check_hooks(tx, writes).await?;
-    let mut creations: Vec<CreateCase> = writes
-        .iter()
-        .flat_map(|w| &w.items)
-        .filter_map(|item| match item {
-            InboundItem::Create(new) => Some(CreateCase(new.clone())),
-            _ => None,
-        })
-        .collect();
-    let mut refs: Vec<&mut CreateCase> = creations.iter_mut().collect();
-    let mut created = CreateCase::run_set(&mut refs, tx).await?.into_iter();
+    let mut creations = Vec::new();
+    for op in ops {
+        for (item, json) in op.write.items.iter().zip(&op.creations) {
+            match (item, json) {
+                (InboundItem::Create(new), Some(json)) => creations.push((new, json)),
+                _ => {
+                    return Err(StoreError::Corrupt(
+                        "a creation of the set came without its JSON".into(),
+                    ));
+                }
+            }
+        }
+    }
+    let mut created = insert_case_set(tx, &creations).await?.into_iter();
     let mut answers = Vec::with_capacity(writes.len());
     for write in writes {
         let items = write
             .items
             .iter()
             .map(|_| {
-                let (case, event) = created.next().ok_or_else(|| {
+                let created = created.next().ok_or_else(|| {
                     StoreError::Corrupt("the set answered fewer creations than asked".into())
                 })?;
                 Ok(ItemOutcome {
                     action: ItemAction::Created,
-                    case_id: case.id,
-                    case_number: case.number,
-                    event_ids: vec![event.id],
+                    case_id: created.id,
+                    case_number: created.number,
+                    event_ids: vec![created.event_id],
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -144,9 +144,11 @@ impl<'a> Settled<'a> {
     }
 }
 
+/// Write `r`'s log entry; `headers` is its `headers`, possibly serialized already.
 pub(super) async fn insert_request(
     conn: &mut Conn<'_>,
     r: &NewInboundRequest,
+    headers: Arg,
     settled: Option<Settled<'_>>,
 ) -> Result<()> {
     let (status, outcome, response, case_id) = match settled {
@@ -165,7 +167,7 @@ pub(super) async fn insert_request(
             r.flags.join(","),
             r.query.clone(),
             r.content_type.clone(),
-            r.headers.clone(),
+            headers,
             r.body.clone(),
             r.body_bytes,
             r.body_truncated,
@@ -189,7 +191,7 @@ struct LogRequest(NewInboundRequest);
 impl WriteOp for LogRequest {
     type Output = ();
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<()> {
-        insert_request(&mut tx.conn, &self.0, None).await
+        insert_request(&mut tx.conn, &self.0, self.0.headers.clone().into(), None).await
     }
 }
 
