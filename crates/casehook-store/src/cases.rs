@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
 use crate::Store;
-use crate::db::{Arg, Conn, Dialect, Row, args, from_micros, now_micros};
+use crate::db::{Arg, Conn, Dialect, Row, args, from_micros, now_micros, raw_json};
 use crate::error::{Result, StoreError};
 use crate::events::{EVENTS_WAKE, INSERT_EVENT_SQL, append};
 use crate::writer::{Tx, WriteOp};
@@ -187,23 +187,19 @@ async fn check_form(
 /// copying case data was about a fifth of its time per inbound creation).
 #[derive(Debug)]
 pub(crate) struct CreationJson {
-    data: Box<RawValue>,
-    external_refs: Box<RawValue>,
-    actor: Box<RawValue>,
+    data: Arc<RawValue>,
+    external_refs: Arc<RawValue>,
+    actor: Arc<RawValue>,
 }
 
 impl CreationJson {
     pub(crate) fn of(new: &NewCase) -> Result<Self> {
         Ok(Self {
-            data: raw(&new.data)?,
-            external_refs: raw(&new.external_refs)?,
-            actor: raw(&new.actor)?,
+            data: raw_json(&new.data)?,
+            external_refs: raw_json(&new.external_refs)?,
+            actor: raw_json(&new.actor)?,
         })
     }
-}
-
-fn raw<T: Serialize + ?Sized>(value: &T) -> Result<Box<RawValue>> {
-    serde_json::value::to_raw_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// The `case.created` event's data: the case as stored, serialized as [`Case`] is, with the
@@ -346,7 +342,7 @@ pub(crate) async fn insert_case(
         claim_ref(&mut tx.conn, new.workspace, id, source, reference).await?;
     }
     let event_id = EventId::new();
-    let snapshot = raw(&CaseSnapshot::of(new, json, id, number, at)?)?;
+    let snapshot = raw_json(&CaseSnapshot::of(new, json, id, number, at)?)?;
     tx.conn
         .execute(
             INSERT_EVENT_SQL,
@@ -388,7 +384,7 @@ struct SetInput<'a> {
     actor: &'a RawValue,
     event_id: EventId,
     /// The snapshot with number 0: the statement sets the number it takes.
-    event_data: Box<RawValue>,
+    event_data: Arc<RawValue>,
     skip_triggers: bool,
 }
 
@@ -412,13 +408,16 @@ pub(crate) async fn insert_case_set(
             external_refs: &json.external_refs,
             actor: &json.actor,
             event_id,
-            event_data: raw(&CaseSnapshot::of(new, json, id, 0, at)?)?,
+            event_data: raw_json(&CaseSnapshot::of(new, json, id, 0, at)?)?,
             skip_triggers: new.skip_triggers,
         });
     }
     let rows = tx
         .conn
-        .fetch_all(CREATE_SET_SQL, &[Arg::RawJson(raw(&input)?), Arg::from(at)])
+        .fetch_all(
+            CREATE_SET_SQL,
+            &[Arg::RawJson(raw_json(&input)?), Arg::from(at)],
+        )
         .await?;
     tx.woken.insert(EVENTS_WAKE.into());
     if rows.len() != creations.len() {
@@ -493,7 +492,7 @@ SELECT ord, number, sequence FROM numbered ORDER BY ord";
 
 /// The API's case creation, as a write.
 pub(crate) struct CreateCase {
-    new: Arc<NewCase>,
+    new: NewCase,
     json: CreationJson,
 }
 
@@ -503,7 +502,7 @@ impl WriteOp for CreateCase {
 
     async fn run_set(ops: &mut [&mut Self], tx: &mut Tx<'_>) -> Result<Vec<Created>> {
         let creations: Vec<(&NewCase, &CreationJson)> =
-            ops.iter().map(|op| (&*op.new, &op.json)).collect();
+            ops.iter().map(|op| (&op.new, &op.json)).collect();
         if tx.conn.dialect() == Dialect::Postgres {
             return insert_case_set(tx, &creations).await;
         }
@@ -785,17 +784,11 @@ impl Store {
     /// Create a case and its `case.created` event in one transaction.
     pub async fn create_case(&self, new: NewCase) -> Result<(Case, Event)> {
         let json = CreationJson::of(&new)?;
-        let new = Arc::new(new);
-        let created = self
+        let (created, op) = self
             .writer()
-            .run(CreateCase {
-                new: new.clone(),
-                json,
-            })
+            .run_returning(CreateCase { new, json })
             .await?;
-        // The writer has let go of its copy by now, unless it is still dropping it.
-        let new = Arc::try_unwrap(new).unwrap_or_else(|shared| (*shared).clone());
-        created.case_and_event(new)
+        created.case_and_event(op.new)
     }
 
     /// Apply a partial update; returns the case and the events written (none when the patch

@@ -6,6 +6,8 @@
 //! back through [`Row`]. Both backends accept `$1` placeholders, so most SQL is shared; where
 //! the dialects differ, the caller asks [`Conn::dialect`].
 
+use std::sync::Arc;
+
 use serde_json::Value;
 use serde_json::value::RawValue;
 use sqlx::postgres::{PgArguments, PgRow};
@@ -33,8 +35,9 @@ pub enum Arg {
     Uuid(Uuid),
     OptUuid(Option<Uuid>),
     Json(Value),
-    /// JSON already serialized (by the caller's task, so that the writer only binds it).
-    RawJson(Box<RawValue>),
+    /// JSON already serialized (by the caller's task, so that the writer only binds it),
+    /// shared so that binding it copies nothing.
+    RawJson(Arc<RawValue>),
     /// A JSON value or SQL NULL, typed as JSON (PostgreSQL refuses a text NULL in a jsonb column).
     OptJson(Option<Value>),
     F64(f64),
@@ -52,7 +55,7 @@ macro_rules! arg_from {
 }
 arg_from!(i64 => I64, Option<i64> => OptI64, String => Text, &str => Text, Option<String> => OptText,
           Uuid => Uuid, Option<Uuid> => OptUuid, Value => Json, Option<Value> => OptJson, f64 => F64, bool => Bool,
-          Vec<u8> => Bytes, Option<Vec<u8>> => OptBytes, Box<RawValue> => RawJson);
+          Vec<u8> => Bytes, Option<Vec<u8>> => OptBytes, Arc<RawValue> => RawJson);
 
 macro_rules! id_args {
     ($($t:ty),*) => {$(
@@ -97,7 +100,7 @@ fn bind_sqlite<'q>(
             Arg::Uuid(v) => q.bind(*v),
             Arg::OptUuid(v) => q.bind(*v),
             Arg::Json(v) => q.bind(sqlx::types::Json(v)),
-            Arg::RawJson(v) => q.bind(sqlx::types::Json(v)),
+            Arg::RawJson(v) => q.bind(sqlx::types::Json(&**v)),
             Arg::OptJson(v) => q.bind(v.as_ref().map(sqlx::types::Json)),
             Arg::F64(v) => q.bind(*v),
             Arg::Bool(v) => q.bind(*v),
@@ -121,7 +124,7 @@ fn bind_pg<'q>(
             Arg::Uuid(v) => q.bind(*v),
             Arg::OptUuid(v) => q.bind(*v),
             Arg::Json(v) => q.bind(sqlx::types::Json(v)),
-            Arg::RawJson(v) => q.bind(sqlx::types::Json(v)),
+            Arg::RawJson(v) => q.bind(sqlx::types::Json(&**v)),
             Arg::OptJson(v) => q.bind(v.as_ref().map(sqlx::types::Json)),
             Arg::F64(v) => q.bind(*v),
             Arg::Bool(v) => q.bind(*v),
@@ -290,6 +293,13 @@ impl Row {
 
 /// Microseconds since the Unix epoch: how every timestamp is stored, on both backends, so the
 /// same SQL compares and sorts them.
+/// `value` serialized once, to be bound as JSON ([`Arg::RawJson`]) or copied into other JSON.
+pub(crate) fn raw_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Arc<RawValue>> {
+    serde_json::value::to_raw_value(value)
+        .map(Arc::from)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 pub fn now_micros() -> i64 {
     to_micros(time::OffsetDateTime::now_utc())
 }

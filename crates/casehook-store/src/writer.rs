@@ -199,6 +199,13 @@ impl Writer {
 
     /// Run `op` in the next batch; returns once its batch is committed (or it failed).
     pub(crate) async fn run<O: WriteOp>(&self, op: O) -> Result<O::Output> {
+        // The operation comes back to be dropped here, on the caller's task.
+        self.run_returning(op).await.map(|(output, _op)| output)
+    }
+
+    /// Like [`Writer::run`], and hands the operation back with its output, for a caller
+    /// that builds its answer from what it asked.
+    pub(crate) async fn run_returning<O: WriteOp>(&self, op: O) -> Result<(O::Output, O)> {
         let (reply, answer) = oneshot::channel();
         let pending: Box<dyn Queued> = Box::new(Pending {
             op,
@@ -209,8 +216,8 @@ impl Writer {
             .send(pending)
             .await
             .map_err(|_| StoreError::Closed)?;
-        let (result, _op) = answer.await.map_err(|_| StoreError::Closed)?;
-        result
+        let (result, op) = answer.await.map_err(|_| StoreError::Closed)?;
+        Ok((result?, op))
     }
 }
 

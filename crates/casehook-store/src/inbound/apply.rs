@@ -3,6 +3,8 @@
 //! matches and whether its key was seen are decided here, inside that transaction, so 100
 //! concurrent retries create one case.
 
+use std::sync::Arc;
+
 use casehook_core::event::{Actor, NewEvent};
 use casehook_core::inbound::outcome::{Accepted, ItemAction, ItemOutcome};
 use casehook_core::{FormId, InboundHookId, WorkspaceId};
@@ -14,7 +16,7 @@ use crate::cases::{
     COLUMNS as CASE_COLUMNS, CasePatch, CreationJson, NewCase, UpdateCase, case_from,
     data_equals_clause, ensure_field_index, insert_case,
 };
-use crate::db::{Arg, Conn, Dialect, args, now_micros};
+use crate::db::{Arg, Conn, Dialect, args, now_micros, raw_json};
 use crate::error::{Result, StoreError};
 use crate::events::append;
 use crate::writer::{Tx, WriteOp};
@@ -257,7 +259,7 @@ pub(super) struct ApplyInbound {
     /// Per item: the JSON of the case it creates (`Create`, `Update` with `or_create`).
     pub(super) creations: Vec<Option<CreationJson>>,
     /// The log entry's headers.
-    headers: Box<RawValue>,
+    headers: Arc<RawValue>,
 }
 
 impl ApplyInbound {
@@ -274,8 +276,7 @@ impl ApplyInbound {
                 _ => Ok(None),
             })
             .collect::<Result<_>>()?;
-        let headers = serde_json::value::to_raw_value(&write.request.headers)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let headers = raw_json(&write.request.headers)?;
         Ok(Self {
             write,
             creations,
@@ -409,7 +410,7 @@ async fn settle_key(
     claim: &IdempotencyClaim,
     accepted: &Accepted,
 ) -> Result<()> {
-    let stored = serde_json::to_value(accepted).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let stored = raw_json(accepted)?;
     tx.conn
         .execute(
             "INSERT INTO inbound_idempotency (hook_id, idem_key, workspace_id, request_id, outcome, created_at, expires_at)
