@@ -286,7 +286,7 @@ impl ApplyInbound {
 
     /// Write the request's log entry, settled.
     async fn log(&self, tx: &mut Tx<'_>, settled: Settled<'_>) -> Result<()> {
-        let headers = Arg::RawJson(self.headers.clone());
+        let headers = self.headers.clone();
         insert_request(&mut tx.conn, &self.write.request, headers, Some(settled)).await
     }
 }

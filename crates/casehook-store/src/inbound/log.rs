@@ -1,15 +1,16 @@
 //! The request log: every request a hook received, whatever became of it, listable with
 //! filters; and the pruning of old entries and expired idempotency keys.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use casehook_core::inbound::outcome::Accepted;
 use casehook_core::{CaseId, InboundHookId, InboundRequestId, WorkspaceId};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
 use crate::Store;
-use crate::db::{Arg, Conn, Row, args, from_micros, now_micros};
+use crate::db::{Arg, Conn, Row, args, from_micros, now_micros, raw_json};
 use crate::error::{Result, StoreError};
 use crate::writer::{Tx, WriteOp};
 
@@ -144,11 +145,12 @@ impl<'a> Settled<'a> {
     }
 }
 
-/// Write `r`'s log entry; `headers` is its `headers`, possibly serialized already.
+/// Write `r`'s log entry; `headers` is its `headers`, serialized before the write was
+/// queued.
 pub(super) async fn insert_request(
     conn: &mut Conn<'_>,
     r: &NewInboundRequest,
-    headers: Arg,
+    headers: Arc<RawValue>,
     settled: Option<Settled<'_>>,
 ) -> Result<()> {
     let (status, outcome, response, case_id) = match settled {
@@ -186,12 +188,15 @@ pub(super) async fn insert_request(
     Ok(())
 }
 
-struct LogRequest(NewInboundRequest);
+struct LogRequest {
+    request: NewInboundRequest,
+    headers: Arc<RawValue>,
+}
 
 impl WriteOp for LogRequest {
     type Output = ();
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<()> {
-        insert_request(&mut tx.conn, &self.0, self.0.headers.clone().into(), None).await
+        insert_request(&mut tx.conn, &self.request, self.headers.clone(), None).await
     }
 }
 
@@ -227,7 +232,8 @@ impl WriteOp for Prune {
 impl Store {
     /// Log a request that was not applied (refused, invalid, or failed in the store).
     pub async fn log_inbound_request(&self, request: NewInboundRequest) -> Result<()> {
-        self.writer().run(LogRequest(request)).await
+        let headers = raw_json(&request.headers)?;
+        self.writer().run(LogRequest { request, headers }).await
     }
 
     /// A hook's request log, newest first.
