@@ -3,6 +3,7 @@
 //! means under the endpoint's retry policy, and record the attempt with the delivery's new
 //! state in one write.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use casehook_core::case::Case;
@@ -24,15 +25,40 @@ pub fn message_id(delivery: &DeliveryRecord) -> String {
     format!("msg_{}", delivery.id.as_uuid().simple())
 }
 
+/// A delivery with its event: what a worker needs besides the endpoint.
+#[derive(Debug)]
+pub(crate) struct Work {
+    pub delivery: DeliveryRecord,
+    pub event: Arc<Event>,
+}
+
+/// A job on its way to the workers, with its work when the dispatcher that created it
+/// still holds the event (then the worker reads nothing back).
+#[derive(Debug)]
+pub(crate) struct Handed {
+    pub job: ClaimedJob,
+    pub work: Option<Work>,
+}
+
 /// Process one claimed delivery job to the end (sent and recorded, deferred, or abandoned).
-pub(crate) async fn process(engine: &Engine, job: ClaimedJob) -> Result<(), EngineError> {
-    let (delivery, event) = match engine.inner.store.delivery_work(&job).await {
-        Ok(work) => work,
-        Err(StoreError::NotFound(_)) => {
-            engine.inner.store.complete_job(&job).await?;
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
+pub(crate) async fn process(
+    engine: &Engine,
+    job: ClaimedJob,
+    work: Option<Work>,
+) -> Result<(), EngineError> {
+    let Work { delivery, event } = match work {
+        Some(work) => work,
+        None => match engine.inner.store.delivery_work(&job).await {
+            Ok((delivery, event)) => Work {
+                delivery,
+                event: Arc::new(event),
+            },
+            Err(StoreError::NotFound(_)) => {
+                engine.inner.store.complete_job(&job).await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        },
     };
     if delivery.state != "pending" {
         // Settled meanwhile (by hand, or by a worker whose lease this one outlived).

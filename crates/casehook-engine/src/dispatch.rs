@@ -13,9 +13,10 @@ use casehook_core::case::Case;
 use casehook_core::case::CaseRef;
 use casehook_core::content::envelope;
 use casehook_core::event::{ActorKind, Event, MAX_CHAIN};
-use casehook_store::{DispatchBacklog, EventFilter, NewDelivery, StoreError};
+use casehook_store::{DispatchBacklog, EventFilter, LeasedDelivery, NewDelivery, StoreError};
 use serde_json::Value;
 
+use crate::deliver::{Handed, Work};
 use crate::live::LiveEndpoint;
 use crate::{Engine, EngineError};
 
@@ -55,8 +56,11 @@ async fn dispatch_workspace(
     // job carries; without either, the largest column is neither read nor decoded. Whether
     // an endpoint has a condition is taken from the previous round's list (with the data
     // when there was none lately), and checked against this round's below.
-    let with_data =
-        !actions.is_empty() || engine.inner.endpoints.had_conditions(ws).unwrap_or(true);
+    // When the deliveries can go to this process's workers with their events in hand
+    // (see the lease below), the data is read here once rather than by each worker.
+    let mut with_data = !actions.is_empty()
+        || engine.inner.endpoints.had_conditions(ws).unwrap_or(true)
+        || engine.inner.slots.available_permits() > 0;
     let mut events = read(with_data).await?;
     let Some(last) = events.last().map(|e| e.sequence) else {
         return Ok(0);
@@ -69,7 +73,9 @@ async fn dispatch_workspace(
     if !with_data && endpoints.iter().any(|e| e.condition.is_some()) {
         events = read(true).await?;
         events.retain(|e| e.sequence <= last);
+        with_data = true;
     }
+    let events: Vec<Arc<Event>> = events.into_iter().map(Arc::new).collect();
     let mut plan = Vec::new();
     let mut jobs = Vec::new();
     for event in &events {
@@ -150,10 +156,14 @@ async fn dispatch_workspace(
     {
         Ok(dispatched) => {
             metrics::counter!("casehook_deliveries_created_total").increment(planned as u64);
-            for job in dispatched.leased {
+            for LeasedDelivery { job, delivery } in dispatched.leased {
+                let work = with_data
+                    .then(|| event_at(&events, delivery.event_sequence))
+                    .flatten()
+                    .map(|event| Work { delivery, event });
                 // Only fails when the workers have stopped (shutdown): give the job back.
-                if let Err(unsent) = engine.inner.handoff.send(job) {
-                    crate::release(engine, &unsent.0).await;
+                if let Err(unsent) = engine.inner.handoff.send(Handed { job, work }) {
+                    crate::release(engine, &unsent.0.job).await;
                 }
             }
             Ok(planned)
@@ -162,6 +172,14 @@ async fn dispatch_workspace(
         Err(StoreError::Conflict(_)) => Ok(0),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The event of a sequence number among events read in order.
+fn event_at(events: &[Arc<Event>], sequence: i64) -> Option<Arc<Event>> {
+    let at = events
+        .binary_search_by_key(&sequence, |e| e.sequence)
+        .ok()?;
+    Some(events[at].clone())
 }
 
 /// "When", the enabled switch, and the write-back guard: an endpoint never receives the

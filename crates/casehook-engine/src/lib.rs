@@ -17,6 +17,7 @@ mod writeback;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::deliver::Handed;
 use casehook_core::sealed::MasterKey;
 use casehook_outbound::Client;
 use casehook_store::{ClaimedJob, DELIVERY_QUEUE, EVENTS_WAKE, Store, StoreError};
@@ -79,8 +80,8 @@ struct Inner {
     slots: Arc<Semaphore>,
     /// Deliveries the dispatcher created already leased to this process, on their way to
     /// the workers (no claim round in between).
-    handoff: mpsc::UnboundedSender<ClaimedJob>,
-    handed: Mutex<Option<mpsc::UnboundedReceiver<ClaimedJob>>>,
+    handoff: mpsc::UnboundedSender<deliver::Handed>,
+    handed: Mutex<Option<mpsc::UnboundedReceiver<deliver::Handed>>>,
     /// OAuth 2.0 tokens and Digest nonces of API connections.
     auth: apicall::auth::AuthState,
     /// Connections' own clients (TLS settings) and rate limiters.
@@ -210,17 +211,17 @@ async fn run_dispatcher(engine: Engine, mut shutdown: watch::Receiver<bool>) {
 
 async fn run_deliveries(
     engine: Engine,
-    mut handed: mpsc::UnboundedReceiver<ClaimedJob>,
+    mut handed: mpsc::UnboundedReceiver<deliver::Handed>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = engine.inner.slots.clone();
     let mut wake = engine.inner.store.watch_queue(DELIVERY_QUEUE);
     let mut running = JoinSet::new();
-    let spawn = |running: &mut JoinSet<()>, permit: OwnedSemaphorePermit, job: ClaimedJob| {
+    let spawn = |running: &mut JoinSet<()>, permit: OwnedSemaphorePermit, handed: Handed| {
         let engine = engine.clone();
         running.spawn(async move {
-            let id = job.id;
-            if let Err(e) = deliver::process(&engine, job).await {
+            let id = handed.job.id;
+            if let Err(e) = deliver::process(&engine, handed.job, handed.work).await {
                 // The job's lease runs out and it is tried again.
                 tracing::error!(job = %id, error = %e, "delivery could not be processed");
             }
@@ -284,14 +285,14 @@ async fn run_deliveries(
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
             };
-            spawn(&mut running, permit, job);
+            spawn(&mut running, permit, Handed { job, work: None });
         }
     }
     // Deliveries handed to us but not started go back to the queue at once, rather than
     // waiting out their leases; then sends in flight finish and record their attempts.
     handed.close();
-    while let Some(job) = handed.recv().await {
-        release(&engine, &job).await;
+    while let Some(unstarted) = handed.recv().await {
+        release(&engine, &unstarted.job).await;
     }
     while running.join_next().await.is_some() {}
     tracing::debug!("delivery workers stopped");

@@ -233,7 +233,7 @@ async fn insert_delivery(
     new: &NewDelivery,
     origin: &str,
     lease: Option<Duration>,
-) -> Result<(DeliveryId, Option<ClaimedJob>)> {
+) -> Result<(DeliveryId, Option<LeasedDelivery>)> {
     let id = DeliveryId::new();
     let spec = delivery_job(workspace, id, None);
     let (job, leased) = match lease {
@@ -263,7 +263,43 @@ async fn insert_delivery(
             ],
         )
         .await?;
+    let leased = match leased {
+        Some(job) => Some(LeasedDelivery {
+            job,
+            delivery: fresh_record(workspace, id, new, origin, now)?,
+        }),
+        None => None,
+    };
     Ok((id, leased))
+}
+
+/// A delivery as it stands right after its insert, without reading it back.
+fn fresh_record(
+    workspace: WorkspaceId,
+    id: DeliveryId,
+    new: &NewDelivery,
+    origin: &str,
+    now: i64,
+) -> Result<DeliveryRecord> {
+    let at = from_micros(now)?;
+    Ok(DeliveryRecord {
+        id,
+        workspace_id: workspace,
+        endpoint_id: new.endpoint_id,
+        event_id: new.event_id,
+        event_sequence: new.event_sequence,
+        event_type: new.event_type.clone(),
+        case_id: new.case_id,
+        origin: origin.into(),
+        state: "pending".into(),
+        attempts: 0,
+        next_attempt_at: Some(at),
+        last_status: None,
+        last_error: None,
+        created_at: at,
+        updated_at: at,
+        finished_at: None,
+    })
 }
 
 struct CommitDispatch {
@@ -357,14 +393,17 @@ async fn insert_set(
         }));
         out.deliveries.push(id);
         if let (Some(token), Some(until)) = (token, lease_until) {
-            out.leased.push(ClaimedJob {
-                id: job,
-                queue: DELIVERY_QUEUE.into(),
-                workspace: Some(workspace),
-                payload: json!({"delivery": id}),
-                attempts: 1,
-                lease_token: token,
-                lease_until: until,
+            out.leased.push(LeasedDelivery {
+                job: ClaimedJob {
+                    id: job,
+                    queue: DELIVERY_QUEUE.into(),
+                    workspace: Some(workspace),
+                    payload: json!({"delivery": id}),
+                    attempts: 1,
+                    lease_token: token,
+                    lease_until: until,
+                },
+                delivery: fresh_record(workspace, id, new, "event", now)?,
             });
         }
     }
@@ -400,7 +439,15 @@ async fn insert_set(
 pub struct Dispatched {
     pub deliveries: Vec<DeliveryId>,
     /// The deliveries' jobs, already leased to the dispatching process (when it asked).
-    pub leased: Vec<ClaimedJob>,
+    pub leased: Vec<LeasedDelivery>,
+}
+
+/// A delivery created leased to the process that dispatched it: its job, and the delivery
+/// as written, so the worker need not read it back.
+#[derive(Clone, Debug)]
+pub struct LeasedDelivery {
+    pub job: ClaimedJob,
+    pub delivery: DeliveryRecord,
 }
 
 struct RecordAttempt {

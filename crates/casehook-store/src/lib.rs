@@ -40,7 +40,7 @@ pub use connections::{ConnectionChange, ConnectionRecord, NewConnection};
 pub use db::{Dialect, from_micros, now_micros, to_micros, to_micros_checked};
 pub use deliveries::{
     AttemptRecord, AttemptStats, DELIVERY_QUEUE, DeliveryFilter, DeliveryRecord, DispatchBacklog,
-    Dispatched, NewAttempt, NewDelivery, Recorded, STATS_SAMPLE, Settlement,
+    Dispatched, LeasedDelivery, NewAttempt, NewDelivery, Recorded, STATS_SAMPLE, Settlement,
 };
 pub use endpoints::{EndpointChange, EndpointRecord, HealthMarks, NewEndpoint};
 pub use error::{Result, StoreError};

@@ -421,12 +421,19 @@ async fn dispatched_deliveries_can_come_back_leased(store: Store) {
         claim(&store).await.is_empty(),
         "a leased job is not claimable"
     );
-    for (job, id) in dispatched.leased.iter().zip(&dispatched.deliveries) {
-        let (delivery, seen) = store.delivery_work(job).await.expect("its delivery");
+    for (leased, id) in dispatched.leased.iter().zip(&dispatched.deliveries) {
+        let (delivery, seen) = store
+            .delivery_work(&leased.job)
+            .await
+            .expect("its delivery");
         assert_eq!(&delivery.id, id);
         assert_eq!(seen, event);
+        assert_eq!(
+            leased.delivery, delivery,
+            "the delivery handed back is the delivery as written"
+        );
     }
-    let job = &dispatched.leased[0];
+    let job = &dispatched.leased[0].job;
     let delivery = store.delivery_of_job(job).await.expect("its delivery");
     let recorded = store
         .record_attempt(
