@@ -19,6 +19,7 @@ mod coerce;
 mod path;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -51,7 +52,7 @@ pub const MAX_EACH_FIELDS: usize = 50;
 /// Parse a JSONPath under the same cost bounds as mapping rules; the error is a sentence
 /// naming what is wrong (for save-time checks of paths used elsewhere, such as an inbound
 /// hook's match rule).
-pub fn compile_json_path(path: &str) -> Result<JsonPath, String> {
+pub fn compile_json_path(path: &str) -> Result<Arc<JsonPath>, String> {
     compile_path(path).map_err(|e| e.sentence(path))
 }
 
@@ -202,28 +203,33 @@ impl ResponseMapping {
     /// Run every rule on `response`. Never fails as a whole and never panics: a rule that
     /// cannot produce a valid value leaves its field out and adds a problem.
     pub fn apply(&self, response: &Value, form: &FormSpec) -> MappingResult {
-        let mut result = MappingResult::default();
-        for (i, rule) in self.rules.iter().take(MAX_RULES).enumerate() {
-            if result.data.contains_key(&rule.field) {
-                result.problems.push(FieldError::new(
-                    rule.field.clone(),
-                    FieldErrorCode::DuplicateKey,
-                    format!(
-                        "rules[{i}] is ignored: an earlier rule already filled `{}`",
-                        rule.field
-                    ),
-                ));
-                continue;
-            }
-            match apply_rule(i, rule, response, form) {
-                Ok(value) => {
-                    result.data.insert(rule.field.clone(), value);
-                }
-                Err(problem) => result.problems.push(problem),
-            }
-        }
-        result
+        apply_rules(&self.rules, response, form)
     }
+}
+
+/// [`ResponseMapping::apply`] for rules held elsewhere (an inbound hook's mapping).
+pub fn apply_rules(rules: &[MappingRule], response: &Value, form: &FormSpec) -> MappingResult {
+    let mut result = MappingResult::default();
+    for (i, rule) in rules.iter().take(MAX_RULES).enumerate() {
+        if result.data.contains_key(&rule.field) {
+            result.problems.push(FieldError::new(
+                rule.field.clone(),
+                FieldErrorCode::DuplicateKey,
+                format!(
+                    "rules[{i}] is ignored: an earlier rule already filled `{}`",
+                    rule.field
+                ),
+            ));
+            continue;
+        }
+        match apply_rule(i, rule, response, form) {
+            Ok(value) => {
+                result.data.insert(rule.field.clone(), value);
+            }
+            Err(problem) => result.problems.push(problem),
+        }
+    }
+    result
 }
 
 /// One rule's value, or the reason it has none.
@@ -290,7 +296,7 @@ fn no_match() -> String {
 }
 
 /// Each matched item as an object of its sub-paths' first matches.
-fn each(items: &[&Value], sub: &[(JsonPath, &str)]) -> Value {
+fn each(items: &[&Value], sub: &[(Arc<JsonPath>, &str)]) -> Value {
     let objects = items
         .iter()
         .map(|item| {
@@ -308,7 +314,7 @@ fn each(items: &[&Value], sub: &[(JsonPath, &str)]) -> Value {
 }
 
 /// The `each` sub-paths, parsed; the first error in words.
-fn compile_each(fields: &BTreeMap<String, String>) -> Result<Vec<(JsonPath, &str)>, String> {
+fn compile_each(fields: &BTreeMap<String, String>) -> Result<Vec<(Arc<JsonPath>, &str)>, String> {
     fields
         .iter()
         .map(|(path, key)| {

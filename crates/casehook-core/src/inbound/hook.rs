@@ -13,13 +13,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use serde_json_path::JsonPath;
 
 use super::verify::Verification;
 use crate::case::check_external_ref;
 use crate::event::{check_custom_event_name, is_builtin};
 use crate::form::{FieldType, FormSpec};
-use crate::mapping::{MappingRule, ResponseMapping, compile_json_path};
+use crate::mapping::{MappingRule, ResponseMapping, apply_rules, compile_json_path};
 use crate::validate::{Mode, check_status, validate_data};
 use crate::{FieldError, FieldErrorCode, FormId};
 
@@ -458,6 +457,12 @@ impl HookConfig {
     pub fn map_item(&self, item: &Map<String, Value>, form: &FormSpec) -> MappedItem {
         let m = &self.mapping;
         let mut out = MappedItem::default();
+        // Paths run on a JSON value: build one, once, only for hooks that have paths.
+        let whole = if m.rules.is_empty() && m.external_refs.is_empty() {
+            Value::Null
+        } else {
+            Value::Object(item.clone())
+        };
         if m.rules.is_empty() {
             for (key, value) in item {
                 if m.unknown_keys == UnknownKeys::Ignore && form.field(key).is_none() {
@@ -466,10 +471,7 @@ impl HookConfig {
                 out.data.insert(key.clone(), value.clone());
             }
         } else {
-            let rules = ResponseMapping {
-                rules: m.rules.clone(),
-            };
-            let mapped = rules.apply(&Value::Object(item.clone()), form);
+            let mapped = apply_rules(&m.rules, &whole, form);
             out.data = mapped.data;
             // A rule that found nothing leaves its field out; `required` then speaks for it.
             out.problems = mapped
@@ -484,12 +486,6 @@ impl HookConfig {
         if let Some(key) = &m.payload_field {
             out.data.insert(key.clone(), Value::Object(item.clone()));
         }
-        // Paths run on a JSON value: build one only for hooks that take references.
-        let whole = if m.external_refs.is_empty() {
-            Value::Null
-        } else {
-            Value::Object(item.clone())
-        };
         for (source, path) in &m.external_refs {
             match first_scalar(path, &whole) {
                 Ok(Some(reference)) => match check_external_ref(source, &reference) {
@@ -622,12 +618,8 @@ fn check_path(at: &str, path: &str, errors: &mut Vec<FieldError>) {
     }
 }
 
-fn compiled(path: &str) -> Result<JsonPath, String> {
-    compile_json_path(path)
-}
-
 fn first_value(path: &str, value: &Value) -> Result<Option<Value>, String> {
-    let path = compiled(path)?;
+    let path = compile_json_path(path)?;
     Ok(path.query(value).all().first().map(|v| (*v).clone()))
 }
 

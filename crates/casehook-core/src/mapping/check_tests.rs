@@ -224,3 +224,19 @@ fn too_many_rules_are_refused() {
     let errors = check_errors(rules);
     assert_eq!(errors[0].field, "rules");
 }
+
+#[test]
+fn a_path_is_parsed_once_and_a_refused_one_every_time() {
+    let path = "$.memo_test.items[?@.state == 'open'].id";
+    let first = compile_json_path(path).expect("parses");
+    let again = compile_json_path(path).expect("parses");
+    assert!(Arc::ptr_eq(&first, &again), "the second use reuses the parse");
+    let long = format!("$.{}", "a".repeat(MAX_PATH_BYTES));
+    for _ in 0..2 {
+        let refused = compile_json_path(&long).expect_err("too long");
+        assert!(refused.contains("bytes long"), "{refused}");
+    }
+    assert!(compile_json_path("memo_test.no_root").is_err());
+    assert!(compile_json_path("memo_test.no_root").is_err());
+}
+

@@ -1,9 +1,21 @@
 //! JSONPath parsing with a bound on what a path may cost to run (see the module above for
 //! why), and the reasons a path is refused, in words.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, RwLock};
+
 use serde_json_path::JsonPath;
 
 use super::{MAX_DESCENDANTS, MAX_PATH_BYTES, MAX_PATH_NESTING};
+
+/// Parsed paths kept for reuse, at most this many (then the memo starts over).
+const MEMO_CAPACITY: usize = 4096;
+
+/// Paths already parsed. A path runs on every request or response its configuration sees,
+/// and parsing costs far more than looking it up; the paths come from saved configurations,
+/// so the set in use is small. Only paths that parsed are kept.
+static MEMO: LazyLock<RwLock<HashMap<Box<str>, Arc<JsonPath>>>> =
+    LazyLock::new(|| RwLock::new(HashMap::new()));
 
 /// Why a path was refused.
 #[derive(Debug)]
@@ -46,8 +58,28 @@ impl PathError {
     }
 }
 
-/// Parse a path after checking what it may cost.
-pub(super) fn compile_path(path: &str) -> Result<JsonPath, PathError> {
+/// Parse a path after checking what it may cost (or find it parsed before).
+pub(super) fn compile_path(path: &str) -> Result<Arc<JsonPath>, PathError> {
+    // A poisoned lock only means another thread panicked mid-insert; the map is still whole.
+    if let Some(found) = MEMO
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(path)
+    {
+        return Ok(found.clone());
+    }
+    let parsed = Arc::new(parse(path)?);
+    let mut memo = MEMO
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if memo.len() >= MEMO_CAPACITY {
+        memo.clear();
+    }
+    memo.insert(path.into(), parsed.clone());
+    Ok(parsed)
+}
+
+fn parse(path: &str) -> Result<JsonPath, PathError> {
     if path.len() > MAX_PATH_BYTES {
         return Err(PathError::TooLong(path.len()));
     }
