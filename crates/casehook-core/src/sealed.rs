@@ -47,6 +47,11 @@ pub mod context {
         format!("connection:{id}:credentials")
     }
 
+    /// The refresh token an OAuth 2.0 server rotated in for a connection.
+    pub fn connection_refresh_token(id: ConnectionId) -> String {
+        format!("connection:{id}:refresh-token")
+    }
+
     /// The known value that proves which master key the database is sealed with.
     pub const MASTER_KEY_CHECK: &str = "master-key-check";
 }

@@ -95,6 +95,7 @@ struct Inner {
 impl Engine {
     pub fn new(store: Store, client: Client, keys: MasterKey, config: EngineConfig) -> Self {
         let (handoff, handed) = mpsc::unbounded_channel();
+        let auth = apicall::auth::AuthState::new(store.clone(), keys.clone());
         Self {
             inner: Arc::new(Inner {
                 endpoints: EndpointCache::new(store.clone(), keys),
@@ -104,7 +105,7 @@ impl Engine {
                 config,
                 handoff,
                 handed: Mutex::new(Some(handed)),
-                auth: apicall::auth::AuthState::default(),
+                auth,
                 actions: action::ActionCache::default(),
                 gates: apicall::Gates::default(),
                 forms: moka::sync::Cache::builder()

@@ -189,6 +189,12 @@ impl WriteOp for DeleteConnection {
                 &args![now_micros(), self.id, self.workspace],
             )
             .await?;
+        tx.conn
+            .execute(
+                "DELETE FROM oauth2_refresh_tokens WHERE connection_id = $1 AND workspace_id = $2",
+                &args![self.id, self.workspace],
+            )
+            .await?;
         Ok(())
     }
 }
@@ -261,5 +267,63 @@ impl Store {
 
     pub async fn delete_connection(&self, workspace: WorkspaceId, id: ConnectionId) -> Result<()> {
         self.writer().run(DeleteConnection { workspace, id }).await
+    }
+
+    /// The sealed refresh token last rotated in for a live connection, if any.
+    pub async fn rotated_refresh_token(
+        &self,
+        workspace: WorkspaceId,
+        connection: ConnectionId,
+    ) -> Result<Option<Vec<u8>>> {
+        let mut lease = self.read().await?;
+        let row = lease
+            .conn()
+            .fetch_optional(
+                "SELECT t.token FROM oauth2_refresh_tokens t
+                 JOIN connections c ON c.id = t.connection_id AND c.workspace_id = t.workspace_id
+                 WHERE t.connection_id = $1 AND t.workspace_id = $2 AND c.deleted_at IS NULL",
+                &args![connection, workspace],
+            )
+            .await?;
+        row.map(|r| r.bytes("token")).transpose()
+    }
+
+    /// Keep a refresh token rotated in (sealed by the caller) in place of the previous one.
+    /// Nothing is kept for a connection deleted meanwhile (`NotFound`).
+    pub async fn keep_rotated_refresh_token(
+        &self,
+        workspace: WorkspaceId,
+        connection: ConnectionId,
+        sealed: Vec<u8>,
+    ) -> Result<()> {
+        self.writer()
+            .run(KeepRefreshToken {
+                workspace,
+                connection,
+                sealed,
+            })
+            .await
+    }
+}
+
+struct KeepRefreshToken {
+    workspace: WorkspaceId,
+    connection: ConnectionId,
+    sealed: Vec<u8>,
+}
+
+impl WriteOp for KeepRefreshToken {
+    type Output = ();
+    async fn run(&mut self, tx: &mut Tx<'_>) -> Result<()> {
+        get(&mut tx.conn, self.workspace, self.connection).await?;
+        tx.conn
+            .execute(
+                "INSERT INTO oauth2_refresh_tokens (connection_id, workspace_id, token, updated_at)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (connection_id) DO UPDATE SET token = excluded.token, updated_at = excluded.updated_at",
+                &args![self.connection, self.workspace, self.sealed.clone(), now_micros()],
+            )
+            .await?;
+        Ok(())
     }
 }

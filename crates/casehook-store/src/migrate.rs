@@ -53,6 +53,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_inbound_keys_without_rowid.sql"),
         postgres: include_str!("../migrations/postgres/0006_inbound_keys_without_rowid.sql"),
     },
+    Migration {
+        version: 7,
+        name: "oauth2_refresh_tokens",
+        sqlite: include_str!("../migrations/sqlite/0007_oauth2_refresh_tokens.sql"),
+        postgres: include_str!("../migrations/postgres/0007_oauth2_refresh_tokens.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_lock` ("casehook" in ASCII).

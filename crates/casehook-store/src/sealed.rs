@@ -79,6 +79,14 @@ const SEALED: &[SealedColumn] = &[
         column: "credentials",
         context: |id| context::connection_credentials(ConnectionId(id)),
     },
+    SealedColumn {
+        table: "oauth2_refresh_tokens",
+        key: "connection_id",
+        key_is_text: false,
+        owner: "connection_id",
+        column: "token",
+        context: |id| context::connection_refresh_token(ConnectionId(id)),
+    },
 ];
 
 /// What the database says about a master key.

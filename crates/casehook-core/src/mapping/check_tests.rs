@@ -230,7 +230,10 @@ fn a_path_is_parsed_once_and_a_refused_one_every_time() {
     let path = "$.memo_test.items[?@.state == 'open'].id";
     let first = compile_json_path(path).expect("parses");
     let again = compile_json_path(path).expect("parses");
-    assert!(Arc::ptr_eq(&first, &again), "the second use reuses the parse");
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "the second use reuses the parse"
+    );
     let long = format!("$.{}", "a".repeat(MAX_PATH_BYTES));
     for _ in 0..2 {
         let refused = compile_json_path(&long).expect_err("too long");
@@ -239,4 +242,3 @@ fn a_path_is_parsed_once_and_a_refused_one_every_time() {
     assert!(compile_json_path("memo_test.no_root").is_err());
     assert!(compile_json_path("memo_test.no_root").is_err());
 }
-

@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use casehook_core::auth::{RequestParts, digest, oauth1, sigv4};
 use casehook_core::connection::auth::{OAuth1Method, OAuth2Grant};
+use casehook_core::sealed::{MasterKey, context};
 use casehook_core::template::form_urlencode;
 use casehook_outbound::{Client, Exchange, Method, OutboundRequest};
+use casehook_store::Store;
 use rand::RngCore;
 use time::OffsetDateTime;
 
@@ -34,11 +36,12 @@ struct Token {
     refresh: Option<String>,
 }
 
-/// Per-process auth state: OAuth 2.0 tokens and Digest nonces.
-#[derive(Default)]
+/// Per-process auth state: OAuth 2.0 tokens and Digest nonces, and where rotated refresh
+/// tokens are kept for every process.
 pub struct AuthState {
     tokens: Mutex<HashMap<OAuth2Client, Arc<tokio::sync::Mutex<Option<Token>>>>>,
     digest: Mutex<HashMap<String, (digest::Challenge, u32)>>,
+    kept: KeptRefreshTokens,
 }
 
 impl std::fmt::Debug for AuthState {
@@ -92,6 +95,14 @@ fn refused(request: &OutboundRequest, message: String) -> Exchange {
 }
 
 impl AuthState {
+    pub fn new(store: Store, keys: MasterKey) -> Self {
+        Self {
+            tokens: Mutex::default(),
+            digest: Mutex::default(),
+            kept: KeptRefreshTokens { store, keys },
+        }
+    }
+
     /// Send `request` with `credentials`, answering challenges and renewing tokens.
     pub async fn send(
         &self,
@@ -178,15 +189,25 @@ impl AuthState {
                 match fresh {
                     Some(access) => access,
                     None => {
-                        let refresh = held.as_ref().and_then(|t| t.refresh.clone());
-                        let (exchange, token) = fetch_token(client, oauth, refresh.clone()).await;
-                        exchanges.push(exchange);
+                        // A process's first refresh starts from the token kept by the last
+                        // one to rotate it (this process before a restart, or another).
+                        let refresh = match held.as_ref() {
+                            Some(t) => t.refresh.clone(),
+                            None => self.kept.load(oauth).await,
+                        };
+                        let (token, used) = self
+                            .fetch_token_with(client, oauth, refresh, &mut exchanges)
+                            .await;
                         match token {
                             Ok(mut t) => {
                                 // A server that hands out no new refresh token leaves the
                                 // one in use valid (RFC 6749, section 6): keep it.
                                 if t.refresh.is_none() {
-                                    t.refresh = refresh;
+                                    t.refresh = used;
+                                } else if t.refresh != used
+                                    && let Some(rotated) = &t.refresh
+                                {
+                                    self.kept.keep(oauth, rotated).await;
                                 }
                                 let access = t.access.clone();
                                 *held = Some(t);
@@ -230,6 +251,29 @@ impl AuthState {
             exchanges,
             obtained,
         }
+    }
+
+    /// Fetch a token with `refresh` (for the refresh-token grant); when that fails and
+    /// another process has kept a newer refresh token since, try once more with it. Returns
+    /// the token and the refresh token the successful request used.
+    async fn fetch_token_with(
+        &self,
+        client: &Client,
+        oauth: &OAuth2Client,
+        refresh: Option<String>,
+        exchanges: &mut Vec<Exchange>,
+    ) -> (Result<Token, String>, Option<String>) {
+        let (exchange, token) = fetch_token(client, oauth, refresh.clone()).await;
+        exchanges.push(exchange);
+        if token.is_err() && oauth.grant == OAuth2Grant::RefreshToken {
+            let kept = self.kept.load(oauth).await;
+            if kept.is_some() && kept != refresh {
+                let (exchange, token) = fetch_token(client, oauth, kept.clone()).await;
+                exchanges.push(exchange);
+                return (token, kept);
+            }
+        }
+        (token, refresh)
     }
 
     async fn send_digest(
@@ -382,6 +426,83 @@ fn sign_sigv4(
         OffsetDateTime::now_utc(),
     )
     .map_err(|e| format!("aws sigv4: {e}"))
+}
+
+/// Rotated refresh tokens of connections, sealed in the store, so that a restart or another
+/// process continues from the newest (a rotating server accepts no other).
+struct KeptRefreshTokens {
+    store: Store,
+    keys: MasterKey,
+}
+
+/// What is sealed: the rotated token and the configured one it descends from.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptRefreshToken {
+    token: String,
+    configured: String,
+}
+
+impl KeptRefreshTokens {
+    /// The newest refresh token kept for the client's connection, unless a refresh token was
+    /// configured since it was kept. Problems are logged: the configured token is used then.
+    async fn load(&self, oauth: &OAuth2Client) -> Option<String> {
+        let (Some((ws, id)), Some(configured)) = (oauth.connection, &oauth.refresh_token) else {
+            return None;
+        };
+        if oauth.grant != OAuth2Grant::RefreshToken {
+            return None;
+        }
+        let sealed = match self.store.rotated_refresh_token(ws, id).await {
+            Ok(found) => found?,
+            Err(e) => {
+                tracing::warn!(connection = %id, error = %e, "kept refresh token unreadable; using the configured one");
+                return None;
+            }
+        };
+        let kept: KeptRefreshToken = match self
+            .keys
+            .open(&sealed, &context::connection_refresh_token(id))
+            .map_err(|e| e.to_string())
+            .and_then(|plain| serde_json::from_slice(&plain).map_err(|e| e.to_string()))
+        {
+            Ok(kept) => kept,
+            Err(e) => {
+                tracing::warn!(connection = %id, error = %e, "kept refresh token does not open; using the configured one");
+                return None;
+            }
+        };
+        (kept.configured == *configured).then_some(kept.token)
+    }
+
+    /// Keep `rotated` as the connection's newest refresh token. A failure is logged: this
+    /// process still holds the token, but a restart would start from an older one.
+    async fn keep(&self, oauth: &OAuth2Client, rotated: &str) {
+        let (Some((ws, id)), Some(configured)) = (oauth.connection, &oauth.refresh_token) else {
+            return;
+        };
+        let kept = KeptRefreshToken {
+            token: rotated.to_owned(),
+            configured: configured.clone(),
+        };
+        let sealed = serde_json::to_vec(&kept)
+            .map_err(|e| e.to_string())
+            .and_then(|plain| {
+                self.keys
+                    .seal(&plain, &context::connection_refresh_token(id))
+                    .map_err(|e| e.to_string())
+            });
+        let kept = match sealed {
+            Ok(sealed) => self
+                .store
+                .keep_rotated_refresh_token(ws, id, sealed)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = kept {
+            tracing::warn!(connection = %id, error = %e, "the rotated refresh token could not be kept; it lives in this process only");
+        }
+    }
 }
 
 /// Ask the token endpoint for an access token.

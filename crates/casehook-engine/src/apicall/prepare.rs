@@ -12,6 +12,7 @@ use casehook_core::sealed::{MasterKey, context};
 use casehook_core::template::{
     Escape, JsonScope, JsonTemplate, Missing, Rendered, SECRET_ROOT, Template, form_urlencode,
 };
+use casehook_core::{ConnectionId, WorkspaceId};
 use casehook_outbound::{Method, OutboundRequest};
 use casehook_store::{ConnectionRecord, Store, StoreError};
 use serde_json::{Value, json};
@@ -85,6 +86,9 @@ pub struct OAuth2Client {
     pub scope: Option<String>,
     pub audience: Option<String>,
     pub basic: bool,
+    /// The connection whose credentials these are (none for a request's own auth): where a
+    /// refresh token the server rotates in is kept.
+    pub connection: Option<(WorkspaceId, ConnectionId)>,
 }
 
 impl std::fmt::Debug for OAuth2Client {
@@ -332,10 +336,13 @@ pub fn prepare(
     }
 
     let auth = connection.map(|c| &c.auth).or(spec.auth.as_ref());
-    let credentials = match auth {
+    let mut credentials = match auth {
         None => Credentials::None,
         Some(auth) => render_credentials(auth, &scope, &mut sensitive)?,
     };
+    if let (Credentials::OAuth2(oauth), Some(c)) = (&mut credentials, connection) {
+        oauth.connection = Some((c.record.workspace_id, c.record.id));
+    }
     sensitive.sort();
     sensitive.dedup();
     request.sensitive.extend(sensitive.iter().cloned());
@@ -423,6 +430,7 @@ fn render_credentials(
             scope: wanted.clone(),
             audience: audience.clone(),
             basic: *client_auth == casehook_core::connection::auth::ClientAuth::Basic,
+            connection: None,
         }),
         AuthMethod::OAuth1 {
             consumer_key,

@@ -54,6 +54,7 @@ pub struct TestApp {
     _dir: Option<Arc<TempDir>>,
     /// The delivery workers; dropping the sender stops them (the tasks are aborted with the set).
     _workers: (tokio::sync::watch::Sender<bool>, tokio::task::JoinSet<()>),
+    keys: casehook_core::sealed::MasterKey,
 }
 
 /// Start the server on a fresh database of `backend`, default configuration.
@@ -85,10 +86,16 @@ pub async fn spawn_app_with(backend: Backend, config: ServerConfig) -> TestApp {
             .expect("bootstrap the default workspace")
             .expect("a fresh database has no workspace yet");
     assert_eq!(first.admin_key, ADMIN_KEY, "the bootstrap key is adopted");
-    start(store, config, dir).await
+    let keys = casehook_core::sealed::MasterKey::generate().0;
+    start(store, config, keys, dir).await
 }
 
-async fn start(store: Store, config: ServerConfig, dir: Option<Arc<TempDir>>) -> TestApp {
+async fn start(
+    store: Store,
+    config: ServerConfig,
+    keys: casehook_core::sealed::MasterKey,
+    dir: Option<Arc<TempDir>>,
+) -> TestApp {
     static CRYPTO: Once = Once::new();
     CRYPTO.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -114,7 +121,7 @@ async fn start(store: Store, config: ServerConfig, dir: Option<Arc<TempDir>>) ->
     let engine = casehook_engine::Engine::new(
         store.clone(),
         outbound,
-        casehook_core::sealed::MasterKey::generate().0,
+        keys.clone(),
         casehook_engine::EngineConfig {
             poll_interval: std::time::Duration::from_millis(50),
             lease: std::time::Duration::from_secs(10),
@@ -140,6 +147,7 @@ async fn start(store: Store, config: ServerConfig, dir: Option<Arc<TempDir>>) ->
         shutdown: Some(tx),
         server: Some(server),
         _workers: (stop_workers, workers),
+        keys,
         _dir: dir,
     }
 }
@@ -167,9 +175,16 @@ pub struct Tenant {
 }
 
 impl TestApp {
-    /// Another server on the same database with a different configuration (same admin key).
+    /// Another server on the same database with a different configuration (same admin key
+    /// and master key): a second process, or this one after a restart.
     pub async fn sibling(&self, config: ServerConfig) -> TestApp {
-        start(self.store.clone(), config, self._dir.clone()).await
+        start(
+            self.store.clone(),
+            config,
+            self.keys.clone(),
+            self._dir.clone(),
+        )
+        .await
     }
 
     /// The SQLite database's files (the database and its journal), for tests that search

@@ -9,6 +9,7 @@ mod fixtures;
 mod harness;
 
 mod claimers;
+mod connections;
 mod creation;
 mod deletion;
 mod deliveries;

@@ -13,7 +13,8 @@ use super::{
     everything_shown, secret,
 };
 use crate::auth_servers::oauth2::{ClientAuth, Config, OAuth2Server};
-use crate::support::{TestApp, api_tests};
+use crate::support::{TestApp, api_tests, text};
+use casehook_server::ServerConfig;
 
 api_tests!(
     a_token_is_fetched_once_and_reused_across_calls,
@@ -24,6 +25,7 @@ api_tests!(
     client_auth_body_sends_the_client_credentials_in_the_form,
     the_refresh_token_grant_uses_each_rotated_refresh_token,
     a_failed_refresh_keeps_the_rotated_refresh_token,
+    a_rotated_refresh_token_outlives_the_process_and_reaches_the_others,
     a_refresh_without_a_new_refresh_token_keeps_the_rotated_one,
     a_token_endpoint_failure_is_reported_as_such,
     a_job_run_stores_the_answer_without_the_echoed_token,
@@ -215,6 +217,15 @@ async fn client_auth_body_sends_the_client_credentials_in_the_form(app: TestApp)
     assert_nothing_leaked(&app, &server, &config, &[run]).await;
 }
 
+/// The refresh token of every token request, in order.
+fn refresh_tokens_sent(server: &OAuth2Server) -> Vec<String> {
+    server
+        .token_requests()
+        .iter()
+        .map(|r| r.refresh_token.clone().expect("a refresh token"))
+        .collect()
+}
+
 fn refresh_config() -> Config {
     Config {
         refresh_token: Some("rt-initial-Xy9/+="),
@@ -271,11 +282,7 @@ async fn a_failed_refresh_keeps_the_rotated_refresh_token(app: TestApp) {
     let third = dry_run(&app, &case, "api").await;
     assert_ok(&third, 200);
     let rotated = server.refresh_tokens()[1].clone();
-    let used: Vec<_> = server
-        .token_requests()
-        .iter()
-        .map(|r| r.refresh_token.clone().expect("a refresh token"))
-        .collect();
+    let used = refresh_tokens_sent(&server);
     assert_eq!(
         used,
         [
@@ -285,6 +292,85 @@ async fn a_failed_refresh_keeps_the_rotated_refresh_token(app: TestApp) {
         ]
     );
     assert_nothing_leaked(&app, &server, &config, &[first, failed, third]).await;
+}
+
+async fn a_rotated_refresh_token_outlives_the_process_and_reaches_the_others(app: TestApp) {
+    // The server accepts only the newest refresh token. A second server on the same
+    // database (another process, or this one restarted) must continue from the token this
+    // one was handed, and this one from the token the other was handed after it.
+    let config = refresh_config();
+    let server = OAuth2Server::start(config.clone()).await;
+    let case = setup(&app, &server, &config, json!({})).await;
+    let first = dry_run(&app, &case, "api").await;
+    assert_ok(&first, 200);
+
+    let other = app.sibling(ServerConfig::default()).await;
+    let second = dry_run(&other, &case, "api").await;
+    assert_ok(&second, 200);
+    assert_eq!(
+        statuses(&second),
+        [json!(200), json!(200)],
+        "token, then call"
+    );
+
+    // Back on the first server, its access token revoked: its refresh token was rotated
+    // away by the other, so it takes the one the other kept.
+    server.revoke_all();
+    let third = dry_run(&app, &case, "api").await;
+    assert_ok(&third, 200);
+    assert_eq!(
+        statuses(&third),
+        [json!(401), json!(400), json!(200), json!(200)],
+        "refused, refresh refused, refresh with the kept token, call"
+    );
+    let rotated = server.refresh_tokens();
+    let used = refresh_tokens_sent(&server);
+    assert_eq!(
+        used,
+        [
+            rotated[0].clone(),
+            rotated[1].clone(),
+            rotated[1].clone(),
+            rotated[2].clone()
+        ]
+    );
+
+    // A refresh token configured anew replaces whatever was kept: a restarted server sends
+    // the new one (refused here, as this server never issued it) and not the kept one.
+    let connection = app.get("/connections", &app.admin_key).await.items()[0].clone();
+    let auth = json!({
+        "type": "oauth2", "grant": "refresh_token", "token_url": server.token_url(),
+        "client_id": config.client_id, "client_secret": "{secret.oauth_cs}",
+        "scope": "read write", "client_auth": "basic", "refresh_token": "rt-reissued",
+    });
+    app.put(
+        &format!("/connections/{}", text(&connection["id"])),
+        &app.admin_key,
+        json!({"name": "api", "base_url": server.url, "auth": auth,
+               "operations": {"call": {"path": "/thing/{data.id}", "method": "GET"}}}),
+    )
+    .await
+    .expect_status(200);
+    let restarted = app.sibling(ServerConfig::default()).await;
+    let refused = dry_run(&restarted, &case, "api").await;
+    assert_failed(&refused);
+    let tried: Vec<_> = server.token_requests()[4..]
+        .iter()
+        .map(|r| (r.refresh_token.clone().expect("a refresh token"), r.status))
+        .collect();
+    assert_eq!(tried, [("rt-reissued".to_owned(), 400)]);
+
+    for file in app.sqlite_files() {
+        let bytes = std::fs::read(&file).expect("read the database file");
+        for token in server.refresh_tokens() {
+            assert!(
+                !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+                "a refresh token is kept in the clear in {}",
+                file.display()
+            );
+        }
+    }
+    assert_nothing_leaked(&app, &server, &config, &[first, second, third, refused]).await;
 }
 
 async fn a_refresh_without_a_new_refresh_token_keeps_the_rotated_one(app: TestApp) {

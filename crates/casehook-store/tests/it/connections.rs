@@ -1,0 +1,125 @@
+//! OAuth 2.0 refresh tokens kept for connections: one per connection (the newest wins),
+//! visible only in the connection's workspace, gone with the connection, and re-sealed with
+//! every other secret when the master key rotates.
+
+use casehook_core::ConnectionId;
+use casehook_core::sealed::{MasterKey, context};
+use casehook_store::{NewConnection, Store, StoreError};
+use serde_json::json;
+
+use crate::fixtures::workspace;
+use crate::harness::contract_tests;
+
+async fn connection(store: &Store, ws: casehook_core::WorkspaceId) -> ConnectionId {
+    let id = ConnectionId::new();
+    store
+        .create_connection(NewConnection {
+            id,
+            workspace: ws,
+            name: "crm".into(),
+            config: json!({"base_url": "https://crm.example"}),
+            credentials: None,
+        })
+        .await
+        .expect("create a connection");
+    id
+}
+
+fn sealed(key: &MasterKey, id: ConnectionId, token: &str) -> Vec<u8> {
+    key.seal(token.as_bytes(), &context::connection_refresh_token(id))
+        .expect("seal")
+}
+
+fn opened(key: &MasterKey, id: ConnectionId, sealed: &[u8]) -> String {
+    key.open_text(sealed, &context::connection_refresh_token(id))
+        .expect("opens under this key")
+}
+
+async fn the_newest_refresh_token_is_kept_per_connection_and_workspace(store: Store) {
+    let (key, _) = MasterKey::generate();
+    let ws = workspace(&store, "w").await;
+    let other_ws = workspace(&store, "other").await;
+    let crm = connection(&store, ws).await;
+    let erp = connection(&store, other_ws).await;
+    assert_eq!(
+        store.rotated_refresh_token(ws, crm).await.expect("read"),
+        None
+    );
+
+    for token in ["rt-1", "rt-2"] {
+        store
+            .keep_rotated_refresh_token(ws, crm, sealed(&key, crm, token))
+            .await
+            .expect("keep");
+    }
+    let kept = store.rotated_refresh_token(ws, crm).await.expect("read");
+    assert_eq!(opened(&key, crm, &kept.expect("kept")), "rt-2");
+    assert_eq!(
+        store
+            .rotated_refresh_token(other_ws, crm)
+            .await
+            .expect("read"),
+        None,
+        "another workspace sees nothing"
+    );
+    let refused = store
+        .keep_rotated_refresh_token(other_ws, crm, sealed(&key, crm, "rt-x"))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::NotFound(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store
+            .rotated_refresh_token(other_ws, erp)
+            .await
+            .expect("read"),
+        None
+    );
+
+    store.delete_connection(ws, crm).await.expect("delete");
+    assert_eq!(
+        store.rotated_refresh_token(ws, crm).await.expect("read"),
+        None
+    );
+    let refused = store
+        .keep_rotated_refresh_token(ws, crm, sealed(&key, crm, "rt-3"))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::NotFound(_))),
+        "nothing is kept for a deleted connection: {refused:?}"
+    );
+}
+
+async fn kept_refresh_tokens_are_resealed_with_the_master_key(store: Store) {
+    let (old, _) = MasterKey::generate();
+    let (new, _) = MasterKey::generate();
+    store
+        .check_master_key(&old)
+        .await
+        .expect("install the check");
+    let ws = workspace(&store, "w").await;
+    let crm = connection(&store, ws).await;
+    store
+        .keep_rotated_refresh_token(ws, crm, sealed(&old, crm, "rt-kept"))
+        .await
+        .expect("keep");
+
+    let resealed = store.reseal_all(&old, &new).await.expect("reseal");
+    assert_eq!(resealed.values, 1);
+    let kept = store
+        .rotated_refresh_token(ws, crm)
+        .await
+        .expect("read")
+        .expect("still kept");
+    assert_eq!(opened(&new, crm, &kept), "rt-kept");
+    assert!(
+        old.open(&kept, &context::connection_refresh_token(crm))
+            .is_err()
+    );
+}
+
+contract_tests!(
+    the_newest_refresh_token_is_kept_per_connection_and_workspace,
+    kept_refresh_tokens_are_resealed_with_the_master_key,
+);
