@@ -6,7 +6,7 @@
 //! per delivery, and a change made through any process is seen within that second (the server
 //! also drops its own changes from the cache at once).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -99,14 +99,13 @@ impl LiveEndpoint {
 #[derive(Debug)]
 pub struct Gate {
     in_flight: Mutex<Option<(u32, Arc<Semaphore>)>>,
-    rate: Mutex<RateWindow>,
+    /// When the requests of the last second were let through, oldest first. Kept per
+    /// request rather than counted per fixed window, which would let twice the rate through
+    /// across a window's edge: no second ever holds more than the rate.
+    recent: Mutex<VecDeque<Instant>>,
 }
 
-#[derive(Debug)]
-struct RateWindow {
-    started: Instant,
-    used: u32,
-}
+const SECOND: Duration = Duration::from_secs(1);
 
 /// Why a delivery has to wait before it may go out.
 #[derive(Debug)]
@@ -119,10 +118,7 @@ impl Gate {
     fn new() -> Self {
         Self {
             in_flight: Mutex::new(None),
-            rate: Mutex::new(RateWindow {
-                started: Instant::now(),
-                used: 0,
-            }),
+            recent: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -153,16 +149,22 @@ impl Gate {
             }
         };
         if let Some(rate) = rate_per_second {
-            let mut window = self.rate.lock().unwrap_or_else(|p| p.into_inner());
-            let elapsed = window.started.elapsed();
-            if elapsed >= Duration::from_secs(1) {
-                window.started = Instant::now();
-                window.used = 0;
+            let rate = rate as usize;
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            while recent
+                .front()
+                .is_some_and(|at| now.duration_since(*at) >= SECOND)
+            {
+                recent.pop_front();
             }
-            if window.used >= rate {
-                return Err(Wait::Rate(Duration::from_secs(1).saturating_sub(elapsed)));
+            if recent.len() >= rate {
+                // One more may go when this one is a second old (after a lowered limit,
+                // enough older ones are a second old too).
+                let frees = recent[recent.len() - rate];
+                return Err(Wait::Rate(SECOND.saturating_sub(now.duration_since(frees))));
             }
-            window.used += 1;
+            recent.push_back(now);
         }
         Ok(permit)
     }
@@ -293,6 +295,22 @@ mod tests {
         match gate.admit(None, Some(3)) {
             Err(Wait::Rate(wait)) => assert!(wait <= Duration::from_secs(1)),
             other => panic!("expected to wait, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_second_holds_more_than_the_rate_even_across_a_window_edge() {
+        let gate = Gate::new();
+        // Late in the gate's first second, then just past it: a window counted from the
+        // gate's creation would start afresh here and let two more through at once.
+        std::thread::sleep(Duration::from_millis(950));
+        for _ in 0..2 {
+            assert!(gate.admit(None, Some(2)).is_ok());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        match gate.admit(None, Some(2)) {
+            Err(Wait::Rate(wait)) => assert!(wait <= Duration::from_secs(1)),
+            other => panic!("a third request within a second, got {other:?}"),
         }
     }
 
