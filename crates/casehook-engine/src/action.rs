@@ -153,6 +153,7 @@ pub(crate) fn plan(
                 chain: event.actor.chain,
             }}),
             due_at: None,
+            unique_key: None,
         })
         .collect()
 }

@@ -99,6 +99,7 @@ pub fn plan(event: &Event, fields: &[(String, ApiCallSpec)]) -> Vec<NewJob> {
             })
             .unwrap_or(Value::Null),
             due_at: None,
+            unique_key: None,
         })
         .collect()
 }
@@ -199,6 +200,8 @@ async fn fan_out(
             })
             .unwrap_or(Value::Null),
             due_at: None,
+            // A case whose previous scheduled run has not finished is left out this time.
+            unique_key: Some(casehook_store::scheduled_run_key(case.id, &f.field)),
         })
         .collect();
     if let Some(next) = page.next_cursor {
@@ -207,13 +210,12 @@ async fn fan_out(
             workspace: Some(ws),
             payload: casehook_store::fanout_payload(f.form_id, &f.field, Some(next)),
             due_at: None,
+            unique_key: Some(casehook_store::fanout_key(f.form_id, &f.field)),
         });
     }
-    // At least once: a crash before completing re-runs this page.
-    if !jobs.is_empty() {
-        store.enqueue_jobs(jobs).await?;
-    }
-    store.complete_job(job).await?;
+    // The page's runs and the next page go in with this page's end: a crash before it runs
+    // the page again, and the next page takes over the run's key (see `fanout_key`).
+    store.finish_job_with(job, jobs).await?;
     Ok(())
 }
 
@@ -406,6 +408,7 @@ pub fn manual_job(workspace: WorkspaceId, case: CaseId, field: &str) -> NewJob {
         })
         .unwrap_or(Value::Null),
         due_at: None,
+        unique_key: None,
     }
 }
 

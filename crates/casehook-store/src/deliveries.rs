@@ -223,6 +223,7 @@ fn delivery_job(workspace: WorkspaceId, id: DeliveryId, due_at: Option<i64>) -> 
         workspace: Some(workspace),
         payload: json!({"delivery": id}),
         due_at,
+        unique_key: None,
     }
 }
 

@@ -28,6 +28,9 @@ pub struct NewJob {
     pub payload: Value,
     /// When it becomes due (microseconds since the epoch); now when absent.
     pub due_at: Option<i64>,
+    /// While a job of the same queue holding this key is pending or running, this one is not
+    /// enqueued: it would only repeat that one (a scheduled run that has not finished yet).
+    pub unique_key: Option<String>,
 }
 
 /// A job held under a lease.
@@ -66,17 +69,50 @@ impl JobState {
 
 /// Enqueue inside the caller's transaction; workers of the queue are woken after commit.
 pub(crate) async fn enqueue(tx: &mut Tx<'_>, job: &NewJob) -> Result<JobId> {
+    insert_job(tx, job).await?.ok_or_else(|| {
+        StoreError::Conflict(format!(
+            "a {} job with key `{}` has not finished yet",
+            job.queue,
+            job.unique_key.as_deref().unwrap_or_default()
+        ))
+    })
+}
+
+const INSERT_JOB: &str = "INSERT INTO jobs (id, queue, workspace_id, payload, state, due_at, attempts, created_at, updated_at, unique_key)
+     VALUES ($1, $2, $3, $4, 'pending', $5, 0, $6, $6, $7)";
+
+/// Insert a pending job; `None` when its unique key is held by a job that has not finished.
+pub(crate) async fn insert_job(tx: &mut Tx<'_>, job: &NewJob) -> Result<Option<JobId>> {
     let id = JobId::new();
     let now = now_micros();
-    tx.conn
+    let keyed;
+    let sql = match job.unique_key {
+        None => INSERT_JOB,
+        Some(_) => {
+            keyed = format!("{INSERT_JOB} ON CONFLICT DO NOTHING");
+            keyed.as_str()
+        }
+    };
+    let inserted = tx
+        .conn
         .execute(
-            "INSERT INTO jobs (id, queue, workspace_id, payload, state, due_at, attempts, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 'pending', $5, 0, $6, $6)",
-            &args![id, job.queue.as_str(), job.workspace, job.payload.clone(), job.due_at.unwrap_or(now), now],
+            sql,
+            &args![
+                id,
+                job.queue.as_str(),
+                job.workspace,
+                job.payload.clone(),
+                job.due_at.unwrap_or(now),
+                now,
+                job.unique_key.clone()
+            ],
         )
         .await?;
+    if inserted == 0 {
+        return Ok(None);
+    }
     tx.woken.insert(job.queue.clone());
-    Ok(id)
+    Ok(Some(id))
 }
 
 /// Enqueue a job already leased to the caller (who will run it at once): no claim and no
@@ -125,11 +161,34 @@ struct Enqueue(Vec<NewJob>);
 impl WriteOp for Enqueue {
     type Output = Vec<JobId>;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<Vec<JobId>> {
-        let mut ids = Vec::with_capacity(self.0.len());
-        for job in &self.0 {
-            ids.push(enqueue(tx, job).await?);
+        insert_all(tx, &self.0).await
+    }
+}
+
+/// Insert jobs, leaving out those whose unique key is taken; the ids of those inserted.
+async fn insert_all(tx: &mut Tx<'_>, jobs: &[NewJob]) -> Result<Vec<JobId>> {
+    let mut ids = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        ids.extend(insert_job(tx, job).await?);
+    }
+    Ok(ids)
+}
+
+/// Finish a job and enqueue the jobs that follow from it, together.
+struct FinishWith {
+    id: JobId,
+    token: Uuid,
+    then: Vec<NewJob>,
+}
+
+impl WriteOp for FinishWith {
+    type Output = Option<Vec<JobId>>;
+    async fn run(&mut self, tx: &mut Tx<'_>) -> Result<Option<Vec<JobId>>> {
+        // Finished first, so a follow-up may take over the finished job's unique key.
+        if !settle(tx, self.id, self.token, &Settle::Complete).await? {
+            return Ok(None);
         }
-        Ok(ids)
+        insert_all(tx, &self.then).await.map(Some)
     }
 }
 
@@ -244,8 +303,27 @@ impl WriteOp for SettleJob {
 
 impl Store {
     /// Enqueue jobs on their own (most jobs are enqueued by the change that causes them).
+    /// Returns the ids of the jobs enqueued: a job whose unique key is held by an unfinished
+    /// job is left out.
     pub async fn enqueue_jobs(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>> {
         self.writer().run(Enqueue(jobs)).await
+    }
+
+    /// Finish a job and enqueue what follows from it in one transaction (left out as in
+    /// [`Store::enqueue_jobs`]). `None`, with nothing enqueued, when the lease was lost: the
+    /// job's new holder will do the same.
+    pub async fn finish_job_with(
+        &self,
+        job: &ClaimedJob,
+        then: Vec<NewJob>,
+    ) -> Result<Option<Vec<JobId>>> {
+        self.writer()
+            .run(FinishWith {
+                id: job.id,
+                token: job.lease_token,
+                then,
+            })
+            .await
     }
 
     /// Claim up to `max` due jobs of `queue`, each leased for `lease`.

@@ -53,7 +53,7 @@ pub use inbound::{
 };
 pub use jobs::{ClaimedJob, JobState, NewJob};
 pub use pool::redact_url;
-pub use schedules::{DueSchedule, fanout_payload};
+pub use schedules::{DueSchedule, fanout_key, fanout_payload, scheduled_run_key};
 pub use sealed::{KeyCheck, Resealed};
 pub use secrets::{NewSecret, SecretRecord};
 pub use workspaces::{ApiKeyRecord, NewApiKey, Workspace};

@@ -59,6 +59,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_oauth2_refresh_tokens.sql"),
         postgres: include_str!("../migrations/postgres/0007_oauth2_refresh_tokens.sql"),
     },
+    Migration {
+        version: 8,
+        name: "job_unique_keys",
+        sqlite: include_str!("../migrations/sqlite/0008_job_unique_keys.sql"),
+        postgres: include_str!("../migrations/postgres/0008_job_unique_keys.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_lock` ("casehook" in ASCII).

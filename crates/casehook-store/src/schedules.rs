@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::Store;
 use crate::db::{Conn, args, from_micros, now_micros, to_micros};
 use crate::error::Result;
-use crate::jobs::{NewJob, enqueue};
+use crate::jobs::{NewJob, insert_job};
 use crate::writer::{Tx, WriteOp};
 
 /// A schedule whose run was started.
@@ -135,20 +135,37 @@ impl WriteOp for StartDue {
             if moved == 0 {
                 continue;
             }
-            enqueue(
-                tx,
-                &NewJob {
-                    queue: self.queue.clone(),
-                    workspace: Some(due.workspace),
-                    payload: fanout_payload(due.form_id, &due.field, None),
-                    due_at: None,
-                },
-            )
-            .await?;
+            let fanout = NewJob {
+                queue: self.queue.clone(),
+                workspace: Some(due.workspace),
+                payload: fanout_payload(due.form_id, &due.field, None),
+                due_at: None,
+                unique_key: Some(fanout_key(due.form_id, &due.field)),
+            };
+            if insert_job(tx, &fanout).await?.is_none() {
+                tracing::info!(
+                    form = %due.form_id,
+                    field = %due.field,
+                    "scheduled run skipped: the previous run is still going through the form's cases"
+                );
+                continue;
+            }
             started.push(due);
         }
         Ok(started)
     }
+}
+
+/// The unique key of a scheduled field's fan-out: one at a time, so a run does not start
+/// while the previous one is still enqueuing its cases' runs.
+pub fn fanout_key(form: FormId, field: &str) -> String {
+    format!("fanout:{form}:{field}")
+}
+
+/// The unique key of a scheduled run of one case's field: while it is queued or running, the
+/// next scheduled run of that case's field is not queued.
+pub fn scheduled_run_key(case: casehook_core::CaseId, field: &str) -> String {
+    format!("scheduled:{case}:{field}")
 }
 
 /// The payload of a job that enqueues a scheduled field's runs for one page of cases.

@@ -22,6 +22,7 @@ async fn enqueue_all(store: &Store) -> BTreeSet<JobId> {
         workspace: None,
         payload: json!({"n": n}),
         due_at: None,
+        unique_key: None,
     });
     store
         .enqueue_jobs(jobs.collect())

@@ -18,6 +18,7 @@ fn job(queue: &str, n: i64) -> NewJob {
         workspace: None,
         payload: json!({"n": n}),
         due_at: None,
+        unique_key: None,
     }
 }
 
@@ -290,7 +291,112 @@ async fn an_empty_enqueue_wakes_no_one(store: Store) {
     assert_eq!(store.open_jobs("q").await.expect("count"), 0);
 }
 
+fn keyed(queue: &str, n: i64, key: &str) -> NewJob {
+    NewJob {
+        unique_key: Some(key.into()),
+        ..job(queue, n)
+    }
+}
+
+async fn a_unique_key_admits_one_unfinished_job_at_a_time(store: Store) {
+    let first = store
+        .enqueue_jobs(vec![keyed("q", 1, "k"), keyed("q", 2, "k"), job("q", 3)])
+        .await
+        .expect("enqueue");
+    assert_eq!(first.len(), 2, "the second job with key k is left out");
+    assert_eq!(store.open_jobs("q").await.expect("count"), 2);
+    // Other queues and other keys are not affected.
+    let other = store
+        .enqueue_jobs(vec![keyed("other", 1, "k"), keyed("q", 4, "k2")])
+        .await
+        .expect("enqueue");
+    assert_eq!(other.len(), 2);
+
+    // Running still holds the key; a retry (pending again) too.
+    let claimed = store.claim_jobs("q", 10, LONG).await.expect("claim");
+    assert_eq!(claimed.len(), 3);
+    let held = claimed
+        .iter()
+        .find(|j| j.payload == json!({"n": 1}))
+        .expect("the keyed job")
+        .clone();
+    assert!(
+        store
+            .enqueue_jobs(vec![keyed("q", 5, "k")])
+            .await
+            .expect("enqueue")
+            .is_empty()
+    );
+    assert!(
+        store
+            .retry_job(&held, now_micros(), "again")
+            .await
+            .expect("retry")
+    );
+    assert!(
+        store
+            .enqueue_jobs(vec![keyed("q", 6, "k")])
+            .await
+            .expect("enqueue")
+            .is_empty()
+    );
+
+    // Finished (or buried), the key is free again.
+    let held = claim_one(&store, "q", LONG).await;
+    assert_eq!(held.payload, json!({"n": 1}));
+    assert!(store.bury_job(&held, "given up").await.expect("bury"));
+    assert_eq!(
+        store
+            .enqueue_jobs(vec![keyed("q", 7, "k")])
+            .await
+            .expect("enqueue")
+            .len(),
+        1
+    );
+}
+
+async fn finishing_a_job_hands_its_key_to_what_follows(store: Store) {
+    store
+        .enqueue_jobs(vec![keyed("q", 1, "chain")])
+        .await
+        .expect("enqueue");
+    let page = claim_one(&store, "q", LONG).await;
+    let then = store
+        .finish_job_with(
+            &page,
+            vec![
+                keyed("q", 2, "chain"),
+                keyed("q", 3, "per-item"),
+                keyed("q", 4, "per-item"),
+            ],
+        )
+        .await
+        .expect("finish")
+        .expect("the lease was held");
+    assert_eq!(
+        then.len(),
+        2,
+        "the next page takes the key over; one per-item job"
+    );
+    assert_eq!(
+        store.job_state(page.id).await.expect("state"),
+        None,
+        "finished"
+    );
+    assert!(
+        store
+            .finish_job_with(&page, vec![job("q", 9)])
+            .await
+            .expect("finish")
+            .is_none(),
+        "a lost lease finishes nothing and enqueues nothing"
+    );
+    assert_eq!(store.open_jobs("q").await.expect("count"), 2);
+}
+
 contract_tests!(
+    a_unique_key_admits_one_unfinished_job_at_a_time,
+    finishing_a_job_hands_its_key_to_what_follows,
     claimed_job_is_leased_until_completed,
     claims_take_at_most_max_due_jobs_oldest_first,
     retried_job_waits_until_due,
@@ -321,6 +427,7 @@ async fn another_process_is_woken_by_committed_work(db: crate::harness::TestDb) 
                 workspace: None,
                 payload: serde_json::json!({}),
                 due_at: None,
+                unique_key: None,
             }])
             .await
             .expect("enqueue");

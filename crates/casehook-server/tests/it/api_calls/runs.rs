@@ -16,6 +16,7 @@ api_tests!(
     a_503_is_retried_until_the_api_answers_and_the_attempts_are_recorded,
     a_404_fails_at_once_keeping_the_last_good_value_and_emitting_api_call_failed,
     a_call_through_a_connection_gives_up_at_the_connections_timeout,
+    scheduled_runs_of_a_case_wait_for_the_previous_one_instead_of_piling_up,
 );
 
 /// A form with `vat` and an API-call field `lookup` calling `url` (a template) with
@@ -269,4 +270,33 @@ async fn a_call_through_a_connection_gives_up_at_the_connections_timeout(app: Te
     assert_eq!(log.len(), 1, "{log:#?}");
     assert_eq!(log[0]["error_kind"], "timeout", "{log:#?}");
     assert_eq!(stub.seen().len(), 1);
+}
+
+async fn scheduled_runs_of_a_case_wait_for_the_previous_one_instead_of_piling_up(app: TestApp) {
+    // The API holds every answer until the test lets go, while the schedule fires every
+    // second: each case keeps one run in flight, and the schedule goes on after.
+    let stub = StubApi::start(|_, _| Reply::Held(json!({"name": "Slow Ltd"}))).await;
+    let form = lookup_form(
+        &app,
+        format!("{}/vat/{{data.vat}}", stub.url),
+        json!({"trigger": "scheduled", "schedule": "* * * * * *"}),
+    )
+    .await;
+    for vat in ["DE1", "FR2"] {
+        app.create_case(&form, json!({"vat": vat})).await;
+    }
+    stub.wait_for("/vat/", 2).await;
+    // Four more ticks while both runs are held.
+    tokio::time::sleep(std::time::Duration::from_millis(4_200)).await;
+    let mut paths: Vec<String> = stub.seen().iter().map(|s| s.path.clone()).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        ["/vat/DE1", "/vat/FR2"],
+        "one run per case at a time"
+    );
+
+    // The schedule goes on once the runs finish.
+    stub.release();
+    stub.wait_for("/vat/", 4).await;
 }
