@@ -118,6 +118,14 @@ impl From<StoreError> for ApiError {
                     "the database is unavailable; try again",
                 )
             }
+            StoreError::KeyRotated { .. } => {
+                tracing::error!(error = %e, "a sealed value was not written");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "master_key_rotated",
+                    e.to_string(),
+                )
+            }
             other => ApiError::internal(&other),
         }
     }

@@ -91,6 +91,7 @@ struct CreateConnection(NewConnection);
 impl WriteOp for CreateConnection {
     type Output = ConnectionRecord;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<ConnectionRecord> {
+        tx.require_sealing_key().await?;
         let new = &self.0;
         check_name_free(
             &mut tx.conn,
@@ -130,6 +131,7 @@ struct UpdateConnection {
 impl WriteOp for UpdateConnection {
     type Output = ConnectionRecord;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<ConnectionRecord> {
+        tx.require_sealing_key().await?;
         let current = get(&mut tx.conn, self.workspace, self.id).await?;
         if let Some(expected) = self.expected_version
             && expected != current.version
@@ -315,6 +317,7 @@ struct KeepRefreshToken {
 impl WriteOp for KeepRefreshToken {
     type Output = ();
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<()> {
+        tx.require_sealing_key().await?;
         get(&mut tx.conn, self.workspace, self.connection).await?;
         tx.conn
             .execute(

@@ -123,6 +123,7 @@ struct CreateEndpoint(NewEndpoint);
 impl WriteOp for CreateEndpoint {
     type Output = EndpointRecord;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<EndpointRecord> {
+        tx.require_sealing_key().await?;
         let new = &self.0;
         let id = new.id;
         let now = now_micros();
@@ -170,6 +171,7 @@ struct UpdateEndpoint {
 impl WriteOp for UpdateEndpoint {
     type Output = EndpointRecord;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<EndpointRecord> {
+        tx.require_sealing_key().await?;
         let current = get(&mut tx.conn, self.workspace, self.id).await?;
         if let Some(expected) = self.expected_version
             && expected != current.version

@@ -34,6 +34,12 @@ pub enum StoreError {
     /// operation was committed.
     #[error("{0}")]
     Unavailable(String),
+    /// A sealed value was not written: the database's master key was rotated since this
+    /// process checked its own (fingerprints given).
+    #[error(
+        "the master key was rotated: the database is sealed under key {theirs}, this server holds key {ours}; restart it with the new key"
+    )]
+    KeyRotated { ours: String, theirs: String },
     /// The writer task has stopped (the server is shutting down).
     #[error("the store is shutting down")]
     Closed,

@@ -60,7 +60,7 @@ pub use workspaces::{ApiKeyRecord, NewApiKey, Workspace};
 
 use notify::Notifiers;
 use pool::{Lease, Pools};
-use writer::Writer;
+use writer::{SealingKey, Writer};
 
 /// A handle to the database. Cheap to clone; all clones share pools and the writer.
 #[derive(Clone, Debug)]
@@ -73,6 +73,7 @@ struct Inner {
     pools: Pools,
     writer: Writer,
     notifiers: Arc<Notifiers>,
+    sealing: Arc<SealingKey>,
 }
 
 impl Store {
@@ -106,7 +107,8 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self> {
         let pools = Pools::open(url).await?;
         let notifiers = Arc::new(Notifiers::default());
-        let writer = Writer::spawn(pools.writer()?, notifiers.clone());
+        let sealing = Arc::new(SealingKey::default());
+        let writer = Writer::spawn(pools.writer()?, notifiers.clone(), sealing.clone());
         if let Some(pool) = pools.pg_read_pool() {
             tokio::spawn(notify::listen(pool, Arc::downgrade(&notifiers)));
         }
@@ -115,6 +117,7 @@ impl Store {
                 pools,
                 writer,
                 notifiers,
+                sealing,
             }),
         })
     }
@@ -150,6 +153,10 @@ impl Store {
 
     fn writer(&self) -> &Writer {
         &self.inner.writer
+    }
+
+    fn sealing_key(&self) -> &SealingKey {
+        &self.inner.sealing
     }
 }
 

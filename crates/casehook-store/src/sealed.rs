@@ -234,17 +234,24 @@ impl Store {
     /// Whether `key` is the master key this database's sealed values were sealed with; a
     /// database without a check value yet takes this key's.
     pub async fn check_master_key(&self, key: &MasterKey) -> Result<KeyCheck> {
-        self.writer().run(CheckKey(key.clone())).await
+        let check = self.writer().run(CheckKey(key.clone())).await?;
+        if !matches!(check, KeyCheck::Mismatch { .. }) {
+            self.sealing_key().set(key.fingerprint());
+        }
+        Ok(check)
     }
 
     /// Re-seal every sealed value from `old` to `new`, all in one transaction: either every
     /// value opens under `new` afterwards, or nothing changed.
     pub async fn reseal_all(&self, old: &MasterKey, new: &MasterKey) -> Result<Resealed> {
-        self.writer()
+        let resealed = self
+            .writer()
             .run(Reseal {
                 old: old.clone(),
                 new: new.clone(),
             })
-            .await
+            .await?;
+        self.sealing_key().set(new.fingerprint());
+        Ok(resealed)
     }
 }

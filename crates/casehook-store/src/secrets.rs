@@ -89,6 +89,7 @@ struct CreateSecret(NewSecret);
 impl WriteOp for CreateSecret {
     type Output = SecretRecord;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<SecretRecord> {
+        tx.require_sealing_key().await?;
         let new = &self.0;
         if by_name(&mut tx.conn, new.workspace, &new.name)
             .await?
@@ -131,6 +132,7 @@ struct ReplaceSecret {
 impl WriteOp for ReplaceSecret {
     type Output = SecretRecord;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<SecretRecord> {
+        tx.require_sealing_key().await?;
         let current = by_name(&mut tx.conn, self.workspace, &self.name)
             .await?
             .ok_or(StoreError::NotFound("secret"))?;

@@ -29,12 +29,52 @@ const MAX_BATCH: usize = 512;
 /// Operations waiting for the writer; senders wait when it is full (back-pressure).
 const QUEUE_DEPTH: usize = 8192;
 
+/// Which master key this process seals with: set when the key is checked against the
+/// database (and when this process re-seals under a new one).
+#[derive(Debug, Default)]
+pub(crate) struct SealingKey(std::sync::Mutex<Option<Arc<str>>>);
+
+impl SealingKey {
+    pub(crate) fn set(&self, fingerprint: &str) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(fingerprint.into());
+    }
+
+    fn current(&self) -> Option<Arc<str>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Tx<'_> {
+    /// Refuse to write a sealed value when the database is sealed under another key than
+    /// this process's: `casehook secrets rotate-master-key` ran while this server kept
+    /// serving, and what it seals now would not open under the key the database uses.
+    /// (A process that never checked a key, such as a tool or a test, is not held back.)
+    pub(crate) async fn require_sealing_key(&mut self) -> Result<()> {
+        let Some(ours) = self.sealing_key.clone() else {
+            return Ok(());
+        };
+        let row = self
+            .conn
+            .fetch_optional("SELECT fingerprint FROM master_key_check WHERE id = 1", &[])
+            .await?;
+        match row.map(|r| r.text("fingerprint")).transpose()? {
+            Some(theirs) if *theirs != *ours => Err(StoreError::KeyRotated {
+                ours: ours.to_string(),
+                theirs,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The transaction an operation runs in.
 #[derive(Debug)]
 pub struct Tx<'c> {
     pub conn: Conn<'c>,
     /// Job queues that received work in this batch: their workers are woken after commit.
     pub(crate) woken: BTreeSet<String>,
+    /// The fingerprint of the master key this process seals with, once checked.
+    pub(crate) sealing_key: Option<Arc<str>>,
 }
 
 /// One unit of work for the writer. `run` may be rolled back and run again (a split batch), so
@@ -166,7 +206,11 @@ impl std::fmt::Debug for dyn Queued {
 
 impl Writer {
     /// Start the writer task on `pool`.
-    pub(crate) fn spawn(pool: WritePool, notifiers: Arc<Notifiers>) -> Self {
+    pub(crate) fn spawn(
+        pool: WritePool,
+        notifiers: Arc<Notifiers>,
+        sealing: Arc<SealingKey>,
+    ) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         match pool {
             // SQLite calls block: give the writer a thread and a small runtime of its own so
@@ -179,7 +223,9 @@ impl Writer {
                             .enable_all()
                             .build()
                         {
-                            Ok(runtime) => runtime.block_on(writer_loop(pool, rx, notifiers)),
+                            Ok(runtime) => {
+                                runtime.block_on(writer_loop(pool, rx, notifiers, sealing))
+                            }
                             Err(e) => {
                                 tracing::error!(error = %e, "cannot start the writer's runtime")
                             }
@@ -191,7 +237,7 @@ impl Writer {
                 }
             }
             WritePool::Shared(_) => {
-                tokio::spawn(writer_loop(pool, rx, notifiers));
+                tokio::spawn(writer_loop(pool, rx, notifiers, sealing));
             }
         }
         Self { queue }
@@ -225,6 +271,7 @@ async fn writer_loop(
     mut pool: WritePool,
     mut rx: mpsc::Receiver<Box<dyn Queued>>,
     notifiers: Arc<Notifiers>,
+    sealing: Arc<SealingKey>,
 ) {
     let mut batch: Vec<Box<dyn Queued>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
@@ -235,7 +282,7 @@ async fn writer_loop(
                 Err(_) => break,
             }
         }
-        let woken = commit_batch(&mut pool, &mut batch).await;
+        let woken = commit_batch(&mut pool, &mut batch, &sealing).await;
         notifiers.wake(&woken);
         // After the batch is answered, so that its requests do not wait on the upkeep.
         pool.between_batches();
@@ -250,14 +297,18 @@ async fn writer_loop(
 /// two PostgreSQL processes can deadlock on them. When the database gives up on a batch that
 /// way, each operation is run again in a transaction of its own: one operation locks one
 /// workspace, so alone it cannot be part of a cycle.
-async fn commit_batch(pool: &mut WritePool, batch: &mut Vec<Box<dyn Queued>>) -> BTreeSet<String> {
-    match attempt(pool, batch).await {
+async fn commit_batch(
+    pool: &mut WritePool,
+    batch: &mut Vec<Box<dyn Queued>>,
+    sealing: &SealingKey,
+) -> BTreeSet<String> {
+    match attempt(pool, batch, sealing).await {
         Attempt::Done(woken) => woken,
         Attempt::Split => {
             let mut woken = BTreeSet::new();
             for op in batch.drain(..) {
                 let mut alone = vec![op];
-                if let Attempt::Done(w) = attempt(pool, &mut alone).await {
+                if let Attempt::Done(w) = attempt(pool, &mut alone, sealing).await {
                     woken.extend(w);
                 }
             }
@@ -273,7 +324,11 @@ enum Attempt {
     Split,
 }
 
-async fn attempt(pool: &mut WritePool, batch: &mut Vec<Box<dyn Queued>>) -> Attempt {
+async fn attempt(
+    pool: &mut WritePool,
+    batch: &mut Vec<Box<dyn Queued>>,
+    sealing: &SealingKey,
+) -> Attempt {
     let mut lease = match pool.acquire().await {
         Ok(lease) => lease,
         Err(e) => {
@@ -287,6 +342,7 @@ async fn attempt(pool: &mut WritePool, batch: &mut Vec<Box<dyn Queued>>) -> Atte
     let mut tx = Tx {
         conn: lease.conn(),
         woken: BTreeSet::new(),
+        sealing_key: sealing.current(),
     };
     let mut failures: Vec<Option<StoreError>> = Vec::with_capacity(batch.len());
     let committed = match run_all(&mut tx, batch, &mut failures).await {

@@ -136,6 +136,7 @@ struct CreateHook(NewInboundHook);
 impl WriteOp for CreateHook {
     type Output = InboundHookRecord;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<InboundHookRecord> {
+        tx.require_sealing_key().await?;
         let new = &self.0;
         check_form_of(&mut tx.conn, new.workspace, new.form_id).await?;
         let now = now_micros();
@@ -170,6 +171,7 @@ struct UpdateHook {
 impl WriteOp for UpdateHook {
     type Output = InboundHookRecord;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<InboundHookRecord> {
+        tx.require_sealing_key().await?;
         let current = get_hook(&mut tx.conn, self.workspace, self.id).await?;
         if let Some(expected) = self.expected_version
             && expected != current.version
@@ -251,6 +253,7 @@ struct RotateToken {
 impl WriteOp for RotateToken {
     type Output = ();
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<()> {
+        tx.require_sealing_key().await?;
         get_hook(&mut tx.conn, self.workspace, self.id).await?;
         let now = now_micros();
         // Tokens rotated out earlier keep their own (earlier) end; none outlives the overlap.

@@ -1,14 +1,15 @@
 //! OAuth 2.0 refresh tokens kept for connections: one per connection (the newest wins),
 //! visible only in the connection's workspace, gone with the connection, and re-sealed with
-//! every other secret when the master key rotates.
+//! every other secret when the master key rotates; and a process whose key was rotated away
+//! seals nothing more.
 
-use casehook_core::ConnectionId;
 use casehook_core::sealed::{MasterKey, context};
-use casehook_store::{NewConnection, Store, StoreError};
+use casehook_core::{ConnectionId, SecretId};
+use casehook_store::{NewConnection, NewSecret, Store, StoreError};
 use serde_json::json;
 
 use crate::fixtures::workspace;
-use crate::harness::contract_tests;
+use crate::harness::{TestDb, contract_tests};
 
 async fn connection(store: &Store, ws: casehook_core::WorkspaceId) -> ConnectionId {
     let id = ConnectionId::new();
@@ -119,7 +120,61 @@ async fn kept_refresh_tokens_are_resealed_with_the_master_key(store: Store) {
     );
 }
 
+async fn a_process_whose_master_key_was_rotated_away_seals_nothing(db: TestDb) {
+    // This process checked its key; another (`casehook secrets rotate-master-key`, run
+    // while this one kept serving) re-sealed everything under a new one.
+    let (old, _) = MasterKey::generate();
+    let (new, _) = MasterKey::generate();
+    let store = &db.store;
+    store.check_master_key(&old).await.expect("check");
+    let ws = workspace(store, "w").await;
+    let crm = connection(store, ws).await;
+    let other = db.open_another().await;
+    other.reseal_all(&old, &new).await.expect("reseal");
+
+    let refused = store
+        .keep_rotated_refresh_token(ws, crm, sealed(&old, crm, "rt-stale"))
+        .await;
+    match refused {
+        Err(StoreError::KeyRotated { ours, theirs }) => {
+            assert_eq!(ours, old.fingerprint());
+            assert_eq!(theirs, new.fingerprint());
+        }
+        other => panic!("expected KeyRotated, got {other:?}"),
+    }
+    let refused = store
+        .create_secret(NewSecret {
+            id: SecretId::new(),
+            workspace: ws,
+            name: "bureau".into(),
+            description: None,
+            sealed: vec![1, 2, 3],
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::KeyRotated { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.rotated_refresh_token(ws, crm).await.expect("read"),
+        None
+    );
+    assert!(
+        store.list_secrets(ws).await.expect("list").is_empty(),
+        "nothing written"
+    );
+
+    // Writes that seal nothing go on; and once restarted with the new key, sealing does.
+    workspace(store, "still writing").await;
+    store.check_master_key(&new).await.expect("check");
+    store
+        .keep_rotated_refresh_token(ws, crm, sealed(&new, crm, "rt-new"))
+        .await
+        .expect("sealed under the database's key");
+}
+
 contract_tests!(
     the_newest_refresh_token_is_kept_per_connection_and_workspace,
     kept_refresh_tokens_are_resealed_with_the_master_key,
+    a_process_whose_master_key_was_rotated_away_seals_nothing,
 );

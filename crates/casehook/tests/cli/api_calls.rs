@@ -332,3 +332,59 @@ fn rotating_the_master_key_keeps_every_secret_usable() {
         "the endpoint's signing secret survived"
     );
 }
+
+#[test]
+fn a_server_left_running_through_a_key_rotation_seals_nothing_until_restarted() {
+    let dir = tempfile::tempdir().expect("a data directory");
+    let mut server = start(dir.path(), &[]);
+    let key = server.admin_key();
+    created(
+        post(
+            server.addr,
+            "/api/v1/secrets",
+            Some(&key),
+            &json!({"name": "before", "value": "sealed-under-the-old-key"}),
+        ),
+        "secret",
+    );
+    // The operator rotates without stopping the server first.
+    rotate(dir.path());
+    let refused = post(
+        server.addr,
+        "/api/v1/secrets",
+        Some(&key),
+        &json!({"name": "after", "value": "would-be-sealed-under-the-old-key"}),
+    )
+    .expect("an answer");
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    let error = &refused.json()["error"];
+    assert_eq!(error["code"], "master_key_rotated", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("restart it with the new key")),
+        "{error}"
+    );
+    server.stop();
+
+    let server = start(dir.path(), &[]);
+    let listed = get(server.addr, "/api/v1/secrets", Some(&key))
+        .expect("the secrets")
+        .json();
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["before"], "the refused secret was not half-written");
+    created(
+        post(
+            server.addr,
+            "/api/v1/secrets",
+            Some(&key),
+            &json!({"name": "after", "value": "sealed-under-the-new-key"}),
+        ),
+        "secret after the restart",
+    );
+}
