@@ -397,13 +397,15 @@ pub(crate) fn describe_str(s: &str) -> String {
     }
 }
 
-/// At most [`MAX_ECHO_CHARS`] characters of `s`, marked when cut.
+/// At most [`MAX_ECHO_CHARS`] characters of `s`, marked when cut, with any NUL shown as
+/// U+FFFD: messages are stored (request logs), and PostgreSQL stores no NUL in text.
 pub(crate) fn shorten(s: &str) -> String {
+    let shown = |c: char| if c == '\0' { '\u{FFFD}' } else { c };
     if s.chars().count() > MAX_ECHO_CHARS {
-        let head: String = s.chars().take(MAX_ECHO_CHARS).collect();
+        let head: String = s.chars().take(MAX_ECHO_CHARS).map(shown).collect();
         format!("{head}…")
     } else {
-        s.to_owned()
+        s.chars().map(shown).collect()
     }
 }
 

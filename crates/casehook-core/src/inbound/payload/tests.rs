@@ -365,6 +365,21 @@ fn multipart_file_part_is_refused() {
 }
 
 #[test]
+fn a_refusal_never_echoes_a_nul() {
+    // Found by the inbound fuzz test on PostgreSQL: the message is stored in the request
+    // log, and PostgreSQL stores no NUL in text.
+    let body = multipart(&[(
+        "Content-Disposition: form-data; name=\"\0\"; filename=\"a.txt\"",
+        "",
+    )]);
+    let e = err(MULTIPART, body.as_bytes());
+    assert_eq!(
+        e.to_string(),
+        "part `\u{FFFD}` is a file upload; only text fields are accepted"
+    );
+}
+
+#[test]
 fn multipart_other_part_types_are_refused() {
     let body = multipart(&[(
         "Content-Disposition: form-data; name=\"pic\"\r\nContent-Type: image/png",
