@@ -23,24 +23,34 @@ use crate::{Engine, EngineError};
 /// Events read per dispatch step.
 const CHUNK: i64 = 500;
 
-/// Dispatch until every workspace's feed is caught up; returns how many deliveries were made.
+/// Dispatch every workspace's feed up to where the backlog read found it; returns how many
+/// deliveries were made.
+///
+/// Events committed after the caller marked its wake-up as seen wake it again, so they need
+/// no second look here: the backlog is read again only while a workspace is left behind (a
+/// full chunk, or a cursor another dispatcher moved).
 pub(crate) async fn dispatch_all(engine: &Engine) -> Result<usize, EngineError> {
     let mut made = 0;
     loop {
         let backlog = engine.inner.store.dispatch_backlog().await?;
-        if backlog.is_empty() {
-            return Ok(made);
-        }
+        let mut behind = false;
         for entry in backlog {
-            made += dispatch_workspace(engine, entry).await?;
+            let (n, caught_up) = dispatch_workspace(engine, entry).await?;
+            made += n;
+            behind |= !caught_up;
+        }
+        if !behind {
+            return Ok(made);
         }
     }
 }
 
+/// Dispatch one chunk of a workspace's feed; the deliveries made, and whether the feed is
+/// now dispatched up to the backlog's `latest`.
 async fn dispatch_workspace(
     engine: &Engine,
     backlog: DispatchBacklog,
-) -> Result<usize, EngineError> {
+) -> Result<(usize, bool), EngineError> {
     let ws = backlog.workspace;
     let actions = engine.actions(ws).await?;
     let read = async |with_data: bool| {
@@ -63,8 +73,10 @@ async fn dispatch_workspace(
         || engine.inner.slots.available_permits() > 0;
     let mut events = read(with_data).await?;
     let Some(last) = events.last().map(|e| e.sequence) else {
-        return Ok(0);
+        // Nothing visible past the cursor yet: the next wake-up (or poll) looks again.
+        return Ok((0, true));
     };
+    let caught_up = last >= backlog.latest;
     // The events are routed to the endpoints as listed *after* they were read. Listed
     // before, an endpoint created between the two reads was missing from the list while an
     // event written after its creation was in the read, and that event never reached it.
@@ -166,10 +178,10 @@ async fn dispatch_workspace(
                     crate::release(engine, &unsent.0.job).await;
                 }
             }
-            Ok(planned)
+            Ok((planned, caught_up))
         }
         // Another dispatcher (another process) took these events; read the backlog again.
-        Err(StoreError::Conflict(_)) => Ok(0),
+        Err(StoreError::Conflict(_)) => Ok((0, false)),
         Err(e) => Err(e.into()),
     }
 }
