@@ -7,7 +7,7 @@ use casehook_core::{SecretId, WorkspaceId};
 use time::OffsetDateTime;
 
 use crate::Store;
-use crate::db::{Conn, Row, args, from_micros, now_micros};
+use crate::db::{Arg, Conn, Row, args, from_micros, now_micros};
 use crate::error::{Result, StoreError};
 use crate::writer::{Tx, WriteOp};
 
@@ -230,6 +230,33 @@ impl Store {
         by_name(&mut lease.conn(), workspace, name)
             .await?
             .ok_or(StoreError::NotFound("secret"))
+    }
+
+    /// The workspace's secrets with these names, in one read (those that do not exist are
+    /// absent from the answer).
+    pub async fn get_secrets(
+        &self,
+        workspace: WorkspaceId,
+        names: &[String],
+    ) -> Result<Vec<SecretRecord>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (2..names.len() + 2).map(|i| format!("${i}")).collect();
+        let mut params = args![workspace].to_vec();
+        params.extend(names.iter().map(|n| Arg::from(n.as_str())));
+        let mut lease = self.read().await?;
+        let rows = lease
+            .conn()
+            .fetch_all(
+                &format!(
+                    "SELECT {COLUMNS} FROM secrets WHERE workspace_id = $1 AND name IN ({})",
+                    placeholders.join(", ")
+                ),
+                &params,
+            )
+            .await?;
+        rows.iter().map(secret_from).collect()
     }
 
     /// The workspace's secrets by name.

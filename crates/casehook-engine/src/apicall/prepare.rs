@@ -14,7 +14,7 @@ use casehook_core::template::{
 };
 use casehook_core::{ConnectionId, WorkspaceId};
 use casehook_outbound::{Method, OutboundRequest};
-use casehook_store::{ConnectionRecord, Store, StoreError};
+use casehook_store::{ConnectionRecord, Store};
 use serde_json::{Value, json};
 
 /// A connection ready to use: its configuration and its opened credentials.
@@ -190,21 +190,21 @@ pub async fn load_secrets(
     workspace: casehook_core::WorkspaceId,
     names: &[String],
 ) -> Result<HashMap<String, String>, PrepareError> {
+    let records = store
+        .get_secrets(workspace, names)
+        .await
+        .map_err(|e| PrepareError(format!("reading secrets: {e}")))?;
     let mut out = HashMap::new();
-    for name in names {
-        let record = match store.get_secret(workspace, name).await {
-            Ok(r) => r,
-            Err(StoreError::NotFound(_)) => {
-                return Err(PrepareError(format!(
-                    "the secret `{name}` does not exist in this workspace"
-                )));
-            }
-            Err(e) => return Err(PrepareError(format!("reading secret `{name}`: {e}"))),
-        };
+    for record in records {
         let value = keys
             .open_text(&record.sealed, &context::workspace_secret(record.id))
-            .map_err(|e| PrepareError(format!("secret `{name}` does not open: {e}")))?;
-        out.insert(name.clone(), value);
+            .map_err(|e| PrepareError(format!("secret `{}` does not open: {e}", record.name)))?;
+        out.insert(record.name, value);
+    }
+    if let Some(missing) = names.iter().find(|n| !out.contains_key(*n)) {
+        return Err(PrepareError(format!(
+            "the secret `{missing}` does not exist in this workspace"
+        )));
     }
     Ok(out)
 }

@@ -1,7 +1,7 @@
-//! OAuth 2.0 refresh tokens kept for connections: one per connection (the newest wins),
-//! visible only in the connection's workspace, gone with the connection, and re-sealed with
-//! every other secret when the master key rotates; and a process whose key was rotated away
-//! seals nothing more.
+//! Secrets read together by name; OAuth 2.0 refresh tokens kept for connections: one per
+//! connection (the newest wins), visible only in the connection's workspace, gone with the
+//! connection, and re-sealed with every other secret when the master key rotates; and a
+//! process whose key was rotated away seals nothing more.
 
 use casehook_core::sealed::{MasterKey, context};
 use casehook_core::{ConnectionId, SecretId};
@@ -173,7 +173,45 @@ async fn a_process_whose_master_key_was_rotated_away_seals_nothing(db: TestDb) {
         .expect("sealed under the database's key");
 }
 
+async fn secrets_are_read_together_by_name_within_their_workspace(store: Store) {
+    let ws = workspace(&store, "w").await;
+    let other_ws = workspace(&store, "other").await;
+    for (w, name) in [
+        (ws, "bureau"),
+        (ws, "crm"),
+        (ws, "unused"),
+        (other_ws, "crm-elsewhere"),
+    ] {
+        store
+            .create_secret(NewSecret {
+                id: SecretId::new(),
+                workspace: w,
+                name: name.into(),
+                description: None,
+                sealed: name.as_bytes().to_vec(),
+            })
+            .await
+            .expect("create a secret");
+    }
+    let names = |list: &[&str]| list.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    let mut found: Vec<String> = store
+        .get_secrets(ws, &names(&["crm", "bureau", "missing", "crm-elsewhere"]))
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        ["bureau", "crm"],
+        "only this workspace's, only those named"
+    );
+    assert!(store.get_secrets(ws, &[]).await.expect("read").is_empty());
+}
+
 contract_tests!(
+    secrets_are_read_together_by_name_within_their_workspace,
     the_newest_refresh_token_is_kept_per_connection_and_workspace,
     kept_refresh_tokens_are_resealed_with_the_master_key,
     a_process_whose_master_key_was_rotated_away_seals_nothing,
