@@ -41,11 +41,8 @@ pub(crate) struct Handed {
 }
 
 /// Process one claimed delivery job to the end (sent and recorded, deferred, or abandoned).
-pub(crate) async fn process(
-    engine: &Engine,
-    job: ClaimedJob,
-    work: Option<Work>,
-) -> Result<(), EngineError> {
+pub(crate) async fn process(engine: &Engine, handed: Handed) -> Result<(), EngineError> {
+    let Handed { job, work } = handed;
     let Work { delivery, event } = match work {
         Some(work) => work,
         None => match engine.inner.store.delivery_work(&job).await {

@@ -222,7 +222,7 @@ async fn run_deliveries(
         let engine = engine.clone();
         running.spawn(async move {
             let id = handed.job.id;
-            if let Err(e) = deliver::process(&engine, handed.job, handed.work).await {
+            if let Err(e) = deliver::process(&engine, handed).await {
                 // The job's lease runs out and it is tried again.
                 tracing::error!(job = %id, error = %e, "delivery could not be processed");
             }

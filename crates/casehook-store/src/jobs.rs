@@ -78,25 +78,18 @@ pub(crate) async fn enqueue(tx: &mut Tx<'_>, job: &NewJob) -> Result<JobId> {
     })
 }
 
+/// A taken unique key inserts nothing (the only other unique column is the fresh id).
 const INSERT_JOB: &str = "INSERT INTO jobs (id, queue, workspace_id, payload, state, due_at, attempts, created_at, updated_at, unique_key)
-     VALUES ($1, $2, $3, $4, 'pending', $5, 0, $6, $6, $7)";
+     VALUES ($1, $2, $3, $4, 'pending', $5, 0, $6, $6, $7) ON CONFLICT DO NOTHING";
 
 /// Insert a pending job; `None` when its unique key is held by a job that has not finished.
 pub(crate) async fn insert_job(tx: &mut Tx<'_>, job: &NewJob) -> Result<Option<JobId>> {
     let id = JobId::new();
     let now = now_micros();
-    let keyed;
-    let sql = match job.unique_key {
-        None => INSERT_JOB,
-        Some(_) => {
-            keyed = format!("{INSERT_JOB} ON CONFLICT DO NOTHING");
-            keyed.as_str()
-        }
-    };
     let inserted = tx
         .conn
         .execute(
-            sql,
+            INSERT_JOB,
             &args![
                 id,
                 job.queue.as_str(),

@@ -50,7 +50,7 @@ impl Tx<'_> {
     /// serving, and what it seals now would not open under the key the database uses.
     /// (A process that never checked a key, such as a tool or a test, is not held back.)
     pub(crate) async fn require_sealing_key(&mut self) -> Result<()> {
-        let Some(ours) = self.sealing_key.clone() else {
+        let Some(ours) = self.sealing.current() else {
             return Ok(());
         };
         let row = self
@@ -73,8 +73,8 @@ pub struct Tx<'c> {
     pub conn: Conn<'c>,
     /// Job queues that received work in this batch: their workers are woken after commit.
     pub(crate) woken: BTreeSet<String>,
-    /// The fingerprint of the master key this process seals with, once checked.
-    pub(crate) sealing_key: Option<Arc<str>>,
+    /// The master key this process seals with, looked up only by writes that seal.
+    pub(crate) sealing: &'c SealingKey,
 }
 
 /// One unit of work for the writer. `run` may be rolled back and run again (a split batch), so
@@ -342,7 +342,7 @@ async fn attempt(
     let mut tx = Tx {
         conn: lease.conn(),
         woken: BTreeSet::new(),
-        sealing_key: sealing.current(),
+        sealing,
     };
     let mut failures: Vec<Option<StoreError>> = Vec::with_capacity(batch.len());
     let committed = match run_all(&mut tx, batch, &mut failures).await {
