@@ -7,13 +7,18 @@
 //! dispatch cursor moves in the same transaction as the deliveries it creates, and only if no
 //! other dispatcher moved it first (see `Store::commit_dispatch`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
+use casehook_core::WorkspaceId;
 use casehook_core::case::Case;
 use casehook_core::case::CaseRef;
 use casehook_core::content::envelope;
 use casehook_core::event::{ActorKind, Event, MAX_CHAIN};
-use casehook_store::{DispatchBacklog, EventFilter, LeasedDelivery, NewDelivery, StoreError};
+use casehook_store::{
+    DispatchBacklog, EventFilter, FeedNews, LeasedDelivery, NewDelivery, StoreError,
+};
 use serde_json::Value;
 
 use crate::deliver::{Handed, Work};
@@ -23,34 +28,130 @@ use crate::{Engine, EngineError};
 /// Events read per dispatch step.
 const CHUNK: i64 = 500;
 
-/// Dispatch every workspace's feed up to where the backlog read found it; returns how many
-/// deliveries were made.
-///
-/// Events committed after the caller marked its wake-up as seen wake it again, so they need
-/// no second look here: the backlog is read again only while a workspace is left behind (a
-/// full chunk, or a cursor another dispatcher moved).
-pub(crate) async fn dispatch_all(engine: &Engine) -> Result<usize, EngineError> {
-    let mut made = 0;
-    loop {
-        let backlog = engine.inner.store.dispatch_backlog().await?;
-        let mut behind = false;
-        for entry in backlog {
-            let (n, caught_up) = dispatch_workspace(engine, entry).await?;
-            made += n;
-            behind |= !caught_up;
+/// Dispatch cursors remembered at most; past this the memory starts over (each forgotten
+/// cursor costs one read the next time its workspace has events).
+const MAX_CURSORS: usize = 100_000;
+
+/// What the dispatcher keeps between rounds.
+#[derive(Debug, Default)]
+pub(crate) struct Dispatcher {
+    /// Each workspace's dispatch cursor as this process last saw or moved it. Another
+    /// process may have moved it since: the commit then conflicts, and the cursor is read
+    /// again.
+    cursors: HashMap<WorkspaceId, i64>,
+    /// When every workspace was last looked at; `None` forces a look at all of them.
+    last_sweep: Option<Instant>,
+}
+
+impl Dispatcher {
+    /// The next round looks at every workspace (after an error lost the news it took).
+    pub(crate) fn sweep_next(&mut self) {
+        self.last_sweep = None;
+    }
+
+    fn remember(&mut self, workspace: WorkspaceId, cursor: Option<i64>) {
+        match cursor {
+            Some(cursor) => {
+                if self.cursors.len() >= MAX_CURSORS && !self.cursors.contains_key(&workspace) {
+                    self.cursors.clear();
+                }
+                self.cursors.insert(workspace, cursor);
+            }
+            None => {
+                self.cursors.remove(&workspace);
+            }
         }
-        if !behind {
+    }
+
+    /// The workspaces to dispatch this round. Every workspace is looked at on the first
+    /// round and once per poll interval (the safety net for a missed wake-up from another
+    /// process); otherwise only those the store has news of. For a workspace whose events
+    /// this process wrote, the news says how far its feed goes and the cursor is known, so
+    /// nothing is read.
+    async fn backlog(&mut self, engine: &Engine) -> Result<Vec<DispatchBacklog>, EngineError> {
+        let store = &engine.inner.store;
+        let news = store.take_feed_news();
+        let sweep_due = self
+            .last_sweep
+            .is_none_or(|at| at.elapsed() >= engine.inner.config.poll_interval);
+        let news = match news {
+            FeedNews::Some(news) if !sweep_due => news,
+            _ => {
+                self.last_sweep = Some(Instant::now());
+                let backlog = store.dispatch_backlog().await?;
+                for entry in &backlog {
+                    self.remember(entry.workspace, Some(entry.dispatched));
+                }
+                return Ok(backlog);
+            }
+        };
+        let mut backlog = Vec::with_capacity(news.len());
+        for (workspace, latest) in news {
+            match (latest, self.cursors.get(&workspace)) {
+                (Some(latest), Some(&dispatched)) => {
+                    if latest > dispatched {
+                        backlog.push(DispatchBacklog {
+                            workspace,
+                            dispatched,
+                            latest,
+                        });
+                    }
+                }
+                _ => backlog.extend(store.workspace_backlog(workspace).await?),
+            }
+        }
+        Ok(backlog)
+    }
+}
+
+/// Where a workspace's dispatch stands after a step.
+struct Step {
+    /// Deliveries made.
+    made: usize,
+    /// The cursor, when known (not after another dispatcher moved it).
+    cursor: Option<i64>,
+    /// Whether the feed is dispatched up to the backlog's `latest`.
+    caught_up: bool,
+}
+
+/// Dispatch the feeds of the workspaces with news (or of all, see `Dispatcher::backlog`) up
+/// to where they stood; returns how many deliveries were made.
+///
+/// Events committed after the caller marked its wake-up as seen wake it again (their news
+/// is left before the wake-up), so they need no second look here: a workspace is read
+/// again only while it is left behind (a full chunk, or a cursor another dispatcher moved).
+pub(crate) async fn dispatch_all(
+    engine: &Engine,
+    dispatcher: &mut Dispatcher,
+) -> Result<usize, EngineError> {
+    let mut made = 0;
+    let mut backlog = dispatcher.backlog(engine).await?;
+    loop {
+        let mut behind = Vec::new();
+        for entry in backlog {
+            let workspace = entry.workspace;
+            let step = dispatch_workspace(engine, entry).await?;
+            made += step.made;
+            dispatcher.remember(workspace, step.cursor);
+            if !step.caught_up {
+                behind.push(workspace);
+            }
+        }
+        if behind.is_empty() {
             return Ok(made);
+        }
+        backlog = Vec::with_capacity(behind.len());
+        for workspace in behind {
+            backlog.extend(engine.inner.store.workspace_backlog(workspace).await?);
         }
     }
 }
 
-/// Dispatch one chunk of a workspace's feed; the deliveries made, and whether the feed is
-/// now dispatched up to the backlog's `latest`.
+/// Dispatch one chunk of a workspace's feed.
 async fn dispatch_workspace(
     engine: &Engine,
     backlog: DispatchBacklog,
-) -> Result<(usize, bool), EngineError> {
+) -> Result<Step, EngineError> {
     let ws = backlog.workspace;
     let actions = engine.actions(ws).await?;
     let read = async |with_data: bool| {
@@ -74,7 +175,11 @@ async fn dispatch_workspace(
     let mut events = read(with_data).await?;
     let Some(last) = events.last().map(|e| e.sequence) else {
         // Nothing visible past the cursor yet: the next wake-up (or poll) looks again.
-        return Ok((0, true));
+        return Ok(Step {
+            made: 0,
+            cursor: Some(backlog.dispatched),
+            caught_up: true,
+        });
     };
     let caught_up = last >= backlog.latest;
     // The events are routed to the endpoints as listed *after* they were read. Listed
@@ -178,10 +283,18 @@ async fn dispatch_workspace(
                     crate::release(engine, &unsent.0.job).await;
                 }
             }
-            Ok((planned, caught_up))
+            Ok(Step {
+                made: planned,
+                cursor: Some(last),
+                caught_up,
+            })
         }
         // Another dispatcher (another process) took these events; read the backlog again.
-        Err(StoreError::Conflict(_)) => Ok((0, false)),
+        Err(StoreError::Conflict(_)) => Ok(Step {
+            made: 0,
+            cursor: None,
+            caught_up: false,
+        }),
         Err(e) => Err(e.into()),
     }
 }

@@ -196,10 +196,13 @@ async fn idle(
 
 async fn run_dispatcher(engine: Engine, mut shutdown: watch::Receiver<bool>) {
     let mut wake = engine.inner.store.watch_queue(EVENTS_WAKE);
+    let mut dispatcher = dispatch::Dispatcher::default();
     loop {
         wake.mark_unchanged();
-        if let Err(e) = dispatch::dispatch_all(&engine).await {
+        if let Err(e) = dispatch::dispatch_all(&engine, &mut dispatcher).await {
             tracing::error!(error = %e, "dispatch failed; trying again shortly");
+            // The news taken for this round is gone with it.
+            dispatcher.sweep_next();
         }
         if *shutdown.borrow()
             || !idle(&mut wake, &mut shutdown, engine.inner.config.poll_interval).await

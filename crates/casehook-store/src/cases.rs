@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use crate::Store;
 use crate::db::{Arg, Conn, Dialect, Row, args, from_micros, now_micros, raw_json};
 use crate::error::{Result, StoreError};
-use crate::events::{EVENTS_WAKE, INSERT_EVENT_SQL, append};
+use crate::events::{INSERT_EVENT_SQL, append};
 use crate::writer::{Tx, WriteOp};
 
 /// A validated case to create.
@@ -361,7 +361,7 @@ pub(crate) async fn insert_case(
             ],
         )
         .await?;
-    tx.woken.insert(EVENTS_WAKE.into());
+    tx.woken.feed(new.workspace, sequence);
     Ok(Created {
         id,
         number,
@@ -419,7 +419,6 @@ pub(crate) async fn insert_case_set(
             &[Arg::RawJson(raw_json(&input)?), Arg::from(at)],
         )
         .await?;
-    tx.woken.insert(EVENTS_WAKE.into());
     if rows.len() != creations.len() {
         return Err(StoreError::Rejected {
             message: "a creation in the set was refused".into(),
@@ -432,11 +431,13 @@ pub(crate) async fn insert_case_set(
         for (source, reference) in &new.external_refs {
             claim_ref(&mut tx.conn, new.workspace, input.id, source, reference).await?;
         }
+        let sequence = row.i64("sequence")?;
+        tx.woken.feed(new.workspace, sequence);
         created.push(Created {
             id: input.id,
             number: row.i64("number")?,
             event_id: input.event_id,
-            sequence: row.i64("sequence")?,
+            sequence,
             at,
         });
     }

@@ -105,6 +105,14 @@ pub struct DispatchBacklog {
     pub latest: i64,
 }
 
+fn backlog_from(row: &Row) -> Result<DispatchBacklog> {
+    Ok(DispatchBacklog {
+        workspace: WorkspaceId(row.uuid("id")?),
+        dispatched: row.i64("dispatched")?,
+        latest: row.i64("event_counter")?,
+    })
+}
+
 /// A delivery the dispatcher decided on.
 #[derive(Clone, Debug)]
 pub struct NewDelivery {
@@ -430,7 +438,7 @@ async fn insert_set(
         )));
     }
     if token.is_none() {
-        tx.woken.insert(DELIVERY_QUEUE.into());
+        tx.woken.queue(DELIVERY_QUEUE);
     }
     Ok(out)
 }
@@ -905,7 +913,7 @@ async fn reopen(
                 &args![now, delivery.id],
             )
             .await?;
-        tx.woken.insert(DELIVERY_QUEUE.into());
+        tx.woken.queue(DELIVERY_QUEUE);
         return Ok(());
     }
     let job = enqueue(tx, &delivery_job(ws, delivery.id, None)).await?;
@@ -921,7 +929,8 @@ async fn reopen(
 }
 
 impl Store {
-    /// Workspaces with events past their dispatch cursor.
+    /// Workspaces with events past their dispatch cursor: one look at every workspace, for
+    /// a dispatcher's first round and its periodic sweep (see `take_feed_news` for the rest).
     pub async fn dispatch_backlog(&self) -> Result<Vec<DispatchBacklog>> {
         let mut lease = self.read().await?;
         let rows = lease
@@ -933,15 +942,33 @@ impl Store {
                 &[],
             )
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DispatchBacklog {
-                    workspace: WorkspaceId(r.uuid("id")?),
-                    dispatched: r.i64("dispatched")?,
-                    latest: r.i64("event_counter")?,
-                })
-            })
-            .collect()
+        rows.iter().map(backlog_from).collect()
+    }
+
+    /// Where one workspace's feed and dispatch cursor stand, if it has events past its cursor.
+    pub async fn workspace_backlog(
+        &self,
+        workspace: WorkspaceId,
+    ) -> Result<Option<DispatchBacklog>> {
+        let mut lease = self.read().await?;
+        let row = lease
+            .conn()
+            .fetch_optional(
+                "SELECT w.id, COALESCE(d.dispatched, 0) AS dispatched, w.event_counter
+                 FROM workspaces w LEFT JOIN dispatch_cursors d ON d.workspace_id = w.id
+                 WHERE w.id = $1 AND w.event_counter > COALESCE(d.dispatched, 0)",
+                &args![workspace],
+            )
+            .await?;
+        row.as_ref().map(backlog_from).transpose()
+    }
+
+    /// The workspaces whose event feeds grew since the last call (in this process, or in
+    /// another one that announced it), or `All` when that is not known; the next call returns
+    /// only what comes after. The first call returns `All`. Meant for one dispatcher per
+    /// store: two callers would split the news between them.
+    pub fn take_feed_news(&self) -> crate::FeedNews {
+        self.inner.notifiers.take_feed_news()
     }
 
     /// Commit the deliveries (and other jobs, such as API calls the events trigger) for the

@@ -116,7 +116,7 @@ pub(crate) async fn append_numbered(
 ) -> Result<Vec<Event>> {
     let now = now_micros();
     let occurred_at = from_micros(now)?;
-    tx.woken.insert(EVENTS_WAKE.into());
+    tx.woken.feed(workspace, first + events.len() as i64 - 1);
     let mut written = Vec::with_capacity(events.len());
     for (offset, new) in events.into_iter().enumerate() {
         let event = Event {

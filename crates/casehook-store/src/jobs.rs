@@ -104,7 +104,7 @@ pub(crate) async fn insert_job(tx: &mut Tx<'_>, job: &NewJob) -> Result<Option<J
     if inserted == 0 {
         return Ok(None);
     }
-    tx.woken.insert(job.queue.clone());
+    tx.woken.queue(&job.queue);
     Ok(Some(id))
 }
 

@@ -52,6 +52,7 @@ pub use inbound::{
     NewInboundHook, NewInboundRequest,
 };
 pub use jobs::{ClaimedJob, JobState, NewJob};
+pub use notify::FeedNews;
 pub use pool::redact_url;
 pub use schedules::{DueSchedule, fanout_key, fanout_payload, scheduled_run_key};
 pub use sealed::{KeyCheck, Resealed};

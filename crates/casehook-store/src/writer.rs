@@ -11,7 +11,6 @@
 //! operation at a time (see `run_all`).
 
 use std::any::{Any, TypeId};
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{Conn, Dialect};
 use crate::error::{Result, StoreError};
-use crate::notify::Notifiers;
+use crate::notify::{Notifiers, Wakes};
 use crate::pool::WritePool;
 
 /// At most this many operations share one transaction: bounds the latency a batch adds and
@@ -71,8 +70,9 @@ impl Tx<'_> {
 #[derive(Debug)]
 pub struct Tx<'c> {
     pub conn: Conn<'c>,
-    /// Job queues that received work in this batch: their workers are woken after commit.
-    pub(crate) woken: BTreeSet<String>,
+    /// Job queues that received work in this batch, and event feeds that grew: their
+    /// workers are woken after commit.
+    pub(crate) woken: Wakes,
     /// The master key this process seals with, looked up only by writes that seal.
     pub(crate) sealing: &'c SealingKey,
 }
@@ -282,16 +282,16 @@ async fn writer_loop(
                 Err(_) => break,
             }
         }
-        let woken = commit_batch(&mut pool, &mut batch, &sealing).await;
-        notifiers.wake(&woken);
+        commit_batch(&mut pool, &mut batch, &sealing, &notifiers).await;
         // After the batch is answered, so that its requests do not wait on the upkeep.
         pool.between_batches();
     }
     tracing::debug!("writer stopped: every store handle is gone");
 }
 
-/// Run and commit one batch, answering every operation in it. Returns the job queues that
-/// received committed work.
+/// Run and commit one batch, answering every operation in it. The workers of what it
+/// committed work for (job queues, event feeds) are woken before the operations are
+/// answered, so that a caller who sees its write done finds its news posted.
 ///
 /// Operations of one batch may touch several workspaces' counter rows in arrival order, so
 /// two PostgreSQL processes can deadlock on them. When the database gives up on a batch that
@@ -301,25 +301,18 @@ async fn commit_batch(
     pool: &mut WritePool,
     batch: &mut Vec<Box<dyn Queued>>,
     sealing: &SealingKey,
-) -> BTreeSet<String> {
-    match attempt(pool, batch, sealing).await {
-        Attempt::Done(woken) => woken,
-        Attempt::Split => {
-            let mut woken = BTreeSet::new();
-            for op in batch.drain(..) {
-                let mut alone = vec![op];
-                if let Attempt::Done(w) = attempt(pool, &mut alone, sealing).await {
-                    woken.extend(w);
-                }
-            }
-            woken
+    notifiers: &Notifiers,
+) {
+    if let Attempt::Split = attempt(pool, batch, sealing, notifiers).await {
+        for op in batch.drain(..) {
+            attempt(pool, &mut vec![op], sealing, notifiers).await;
         }
     }
 }
 
 enum Attempt {
     /// Every operation was answered.
-    Done(BTreeSet<String>),
+    Done,
     /// Nothing was committed or answered: run the operations one by one.
     Split,
 }
@@ -328,6 +321,7 @@ async fn attempt(
     pool: &mut WritePool,
     batch: &mut Vec<Box<dyn Queued>>,
     sealing: &SealingKey,
+    notifiers: &Notifiers,
 ) -> Attempt {
     let mut lease = match pool.acquire().await {
         Ok(lease) => lease,
@@ -336,17 +330,17 @@ async fn attempt(
             for op in batch.drain(..) {
                 op.finish(Some(StoreError::Unavailable(message.clone())));
             }
-            return Attempt::Done(BTreeSet::new());
+            return Attempt::Done;
         }
     };
     let mut tx = Tx {
         conn: lease.conn(),
-        woken: BTreeSet::new(),
+        woken: Wakes::default(),
         sealing,
     };
     let mut failures: Vec<Option<StoreError>> = Vec::with_capacity(batch.len());
     let committed = match run_all(&mut tx, batch, &mut failures).await {
-        Ok(Ran::Commit) => match announce(&mut tx).await {
+        Ok(Ran::Commit) => match announce(&mut tx, &notifiers.origin).await {
             Ok(()) => tx.conn.batch("COMMIT").await,
             Err(e) => Err(e),
         },
@@ -366,12 +360,13 @@ async fn attempt(
         for op in batch.drain(..) {
             op.finish(Some(StoreError::Unavailable(message.clone())));
         }
-        return Attempt::Done(BTreeSet::new());
+        return Attempt::Done;
     }
+    notifiers.wake(&tx.woken);
     for (op, failure) in batch.drain(..).zip(failures) {
         op.finish(failure);
     }
-    Attempt::Done(tx.woken)
+    Attempt::Done
 }
 
 /// What running a batch's operations left to do.
@@ -497,15 +492,14 @@ async fn run_unguarded(
 /// On PostgreSQL, tell other processes which queues got work: a `NOTIFY` sent inside the
 /// transaction is delivered when (and only if) it commits. Their listeners wake their
 /// workers (see `notify::listen`); polling remains the fallback.
-async fn announce(tx: &mut Tx<'_>) -> Result<()> {
+async fn announce(tx: &mut Tx<'_>, origin: &str) -> Result<()> {
     if tx.conn.dialect() != Dialect::Postgres || tx.woken.is_empty() {
         return Ok(());
     }
-    let queues: Vec<String> = tx.woken.iter().cloned().collect();
     tx.conn
         .execute(
             "SELECT pg_notify($1, $2)",
-            &crate::db::args![crate::notify::PG_CHANNEL, queues.join(",")],
+            &crate::db::args![crate::notify::PG_CHANNEL, tx.woken.payload(origin)],
         )
         .await?;
     Ok(())

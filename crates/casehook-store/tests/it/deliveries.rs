@@ -9,7 +9,7 @@ use casehook_core::event::Event;
 use casehook_core::{EndpointId, WorkspaceId};
 use casehook_store::{
     ClaimedJob, DELIVERY_QUEUE, DeliveryFilter, DeliveryRecord, EndpointChange, EventFilter,
-    NewAttempt, NewDelivery, NewEndpoint, Settlement, Store, StoreError, now_micros,
+    FeedNews, NewAttempt, NewDelivery, NewEndpoint, Settlement, Store, StoreError, now_micros,
 };
 use serde_json::json;
 
@@ -540,7 +540,98 @@ async fn concurrent_attempts_settle_each_delivery(store: Store) {
     assert!(claim(&store).await.is_empty());
 }
 
+/// The dispatcher's news: which workspaces' feeds grew, and how far, so that it reads
+/// nothing for a workspace whose cursor it knows, and never scans every workspace per event.
+async fn feed_news_names_the_workspaces_that_got_events(db: TestDb) {
+    let store = &db.store;
+    assert_eq!(
+        store.take_feed_news(),
+        FeedNews::All,
+        "a dispatcher's first look covers every workspace"
+    );
+    let a = Setup::new(store, "a").await;
+    let b = Setup::new(store, "b").await;
+    let idle = Setup::new(store, "idle").await;
+    let _ = store.take_feed_news();
+    a.create(store, json!({})).await;
+    a.create(store, json!({})).await;
+    b.create(store, json!({})).await;
+    let latest = |s: &Setup| {
+        let ws = s.ws;
+        async move {
+            store
+                .workspace_backlog(ws)
+                .await
+                .expect("backlog")
+                .expect("events past the cursor")
+        }
+    };
+    let (backlog_a, backlog_b) = (latest(&a).await, latest(&b).await);
+    assert_eq!(backlog_a.dispatched, 0);
+    assert_eq!(
+        store.take_feed_news(),
+        FeedNews::Some(
+            [
+                (a.ws, Some(backlog_a.latest)),
+                (b.ws, Some(backlog_b.latest))
+            ]
+            .into()
+        ),
+        "each workspace with the last sequence written"
+    );
+    assert_eq!(
+        store.take_feed_news(),
+        FeedNews::Some(Default::default()),
+        "news is taken once"
+    );
+    assert_eq!(store.workspace_backlog(idle.ws).await.expect("read"), None);
+
+    // A write that fails leaves no news.
+    store
+        .create_case(a.case_with_ref(json!({}), "crm", "1"))
+        .await
+        .expect("first claim");
+    let _ = store.take_feed_news();
+    let taken = store
+        .create_case(a.case_with_ref(json!({}), "crm", "1"))
+        .await;
+    assert!(taken.is_err(), "{taken:?}");
+    assert_eq!(store.take_feed_news(), FeedNews::Some(Default::default()));
+
+    // Once dispatched up to its counter, a workspace has no backlog.
+    let backlog_a = latest(&a).await;
+    store
+        .commit_dispatch(a.ws, 0, backlog_a.latest, Vec::new(), Vec::new(), None)
+        .await
+        .expect("dispatch");
+    assert_eq!(store.workspace_backlog(a.ws).await.expect("read"), None);
+    assert_eq!(latest(&b).await, backlog_b);
+
+    // Another process's events arrive as news without a sequence (PostgreSQL announces
+    // them; SQLite has one process).
+    if store.dialect() != casehook_store::Dialect::Postgres {
+        return;
+    }
+    let other = db.open_another().await;
+    let mut wake = store.watch_queue(casehook_store::EVENTS_WAKE);
+    // The listener connects in the background, and on connecting looks at everything once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        wake.mark_unchanged();
+        b.create(&other, json!({})).await;
+        let _ = tokio::time::timeout(Duration::from_millis(500), wake.changed()).await;
+        if store.take_feed_news() == FeedNews::Some([(b.ws, None)].into()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other process's events never made news here"
+        );
+    }
+}
+
 contract_tests!(
+    feed_news_names_the_workspaces_that_got_events,
     concurrent_attempts_settle_each_delivery,
     dispatched_deliveries_can_come_back_leased,
     dispatch_fans_out_each_event_once,
