@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::live::{LiveEndpoint, Wait};
+use crate::peers::{Window, count_share};
 use crate::{Engine, EngineError};
 
 /// The `webhook-id` of a delivery: stable across its retries.
@@ -109,10 +110,14 @@ pub(crate) async fn process(engine: &Engine, handed: Handed) -> Result<(), Engin
         return Ok(());
     }
     let limits = &endpoint.config.limits;
-    let _permit = match endpoint
-        .gate
-        .admit(limits.max_in_flight, limits.rate_per_second)
-    {
+    // Each process running workers takes its share of the endpoint's limits.
+    let processes = engine.peers().workers();
+    let _permit = match endpoint.gate.admit(
+        limits.max_in_flight.map(|max| count_share(max, processes)),
+        limits
+            .rate_per_second
+            .map(|rate| Window::share(rate, processes)),
+    ) {
         Ok(permit) => permit,
         Err(wait) => {
             let pause = match wait {

@@ -12,6 +12,7 @@ mod deliver;
 mod dispatch;
 mod housekeeping;
 pub mod live;
+pub mod peers;
 mod writeback;
 
 use std::sync::{Arc, Mutex};
@@ -90,6 +91,8 @@ struct Inner {
     actions: action::ActionCache,
     /// Forms' API-call fields for planning runs, briefly reused.
     forms: moka::sync::Cache<casehook_core::FormId, apicall::FormApiCalls>,
+    /// The processes sharing the database, whose count splits configured limits.
+    peers: peers::Peers,
 }
 
 impl Engine {
@@ -112,6 +115,7 @@ impl Engine {
                     .max_capacity(10_000)
                     .time_to_live(Duration::from_secs(1))
                     .build(),
+                peers: peers::Peers::default(),
             }),
         }
     }
@@ -122,6 +126,11 @@ impl Engine {
 
     pub fn keys(&self) -> &MasterKey {
         self.inner.endpoints.keys()
+    }
+
+    /// The processes sharing the database (see `peers::run_heartbeat`).
+    pub fn peers(&self) -> &peers::Peers {
+        &self.inner.peers
     }
 
     pub fn store(&self) -> &Store {

@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::EngineError;
+use crate::peers::Window;
 
 /// How long a loaded endpoint is reused.
 const TTL: Duration = Duration::from_secs(1);
@@ -95,17 +96,15 @@ impl LiveEndpoint {
     }
 }
 
-/// Per-process limits of one endpoint: requests in flight and requests per second.
+/// This process's limits of one endpoint: requests in flight and requests per window.
 #[derive(Debug)]
 pub struct Gate {
     in_flight: Mutex<Option<(u32, Arc<Semaphore>)>>,
-    /// When the requests of the last second were let through, oldest first. Kept per
+    /// When the requests of the last window were let through, oldest first. Kept per
     /// request rather than counted per fixed window, which would let twice the rate through
-    /// across a window's edge: no second ever holds more than the rate.
+    /// across a window's edge: no window ever holds more than its count.
     recent: Mutex<VecDeque<Instant>>,
 }
-
-const SECOND: Duration = Duration::from_secs(1);
 
 /// Why a delivery has to wait before it may go out.
 #[derive(Debug)]
@@ -122,12 +121,13 @@ impl Gate {
         }
     }
 
-    /// Take a slot under the endpoint's limits, or say how long to wait. The permit (if any)
-    /// is held for the request's duration.
+    /// Take a slot under the endpoint's limits (this process's share of them, see
+    /// `peers`), or say how long to wait. The permit (if any) is held for the request's
+    /// duration.
     pub fn admit(
         &self,
         max_in_flight: Option<u32>,
-        rate_per_second: Option<u32>,
+        rate: Option<Window>,
     ) -> Result<Option<OwnedSemaphorePermit>, Wait> {
         let permit = match max_in_flight {
             None => None,
@@ -148,21 +148,23 @@ impl Gate {
                 Some(semaphore.try_acquire_owned().map_err(|_| Wait::InFlight)?)
             }
         };
-        if let Some(rate) = rate_per_second {
-            let rate = rate as usize;
+        if let Some(Window { count, per }) = rate {
+            let count = count as usize;
             let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
+            // Admissions older than the window are dropped; under a shorter window than
+            // before, the oldest of those kept are past it and drop on the next calls.
             while recent
                 .front()
-                .is_some_and(|at| now.duration_since(*at) >= SECOND)
+                .is_some_and(|at| now.duration_since(*at) >= per)
             {
                 recent.pop_front();
             }
-            if recent.len() >= rate {
-                // One more may go when this one is a second old (after a lowered limit,
-                // enough older ones are a second old too).
-                let frees = recent[recent.len() - rate];
-                return Err(Wait::Rate(SECOND.saturating_sub(now.duration_since(frees))));
+            if recent.len() >= count {
+                // One more may go when this one is a window old (after a lowered limit,
+                // enough older ones are a window old too).
+                let frees = recent[recent.len() - count];
+                return Err(Wait::Rate(per.saturating_sub(now.duration_since(frees))));
             }
             recent.push_back(now);
         }
@@ -290,9 +292,9 @@ mod tests {
     fn the_gate_bounds_requests_per_second() {
         let gate = Gate::new();
         for _ in 0..3 {
-            assert!(gate.admit(None, Some(3)).is_ok());
+            assert!(gate.admit(None, Some(Window::per_second(3))).is_ok());
         }
-        match gate.admit(None, Some(3)) {
+        match gate.admit(None, Some(Window::per_second(3))) {
             Err(Wait::Rate(wait)) => assert!(wait <= Duration::from_secs(1)),
             other => panic!("expected to wait, got {other:?}"),
         }
@@ -305,10 +307,10 @@ mod tests {
         // gate's creation would start afresh here and let two more through at once.
         std::thread::sleep(Duration::from_millis(950));
         for _ in 0..2 {
-            assert!(gate.admit(None, Some(2)).is_ok());
+            assert!(gate.admit(None, Some(Window::per_second(2))).is_ok());
         }
         std::thread::sleep(Duration::from_millis(100));
-        match gate.admit(None, Some(2)) {
+        match gate.admit(None, Some(Window::per_second(2))) {
             Err(Wait::Rate(wait)) => assert!(wait <= Duration::from_secs(1)),
             other => panic!("a third request within a second, got {other:?}"),
         }

@@ -23,6 +23,7 @@ mod lite;
 mod migrate;
 mod notify;
 mod pool;
+mod processes;
 mod schedules;
 mod sealed;
 mod secrets;
@@ -54,6 +55,7 @@ pub use inbound::{
 pub use jobs::{ClaimedJob, JobState, NewJob};
 pub use notify::FeedNews;
 pub use pool::redact_url;
+pub use processes::{LiveProcesses, ProcessBeat};
 pub use schedules::{DueSchedule, fanout_key, fanout_payload, scheduled_run_key};
 pub use sealed::{KeyCheck, Resealed};
 pub use secrets::{NewSecret, SecretRecord};

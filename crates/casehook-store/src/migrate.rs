@@ -65,6 +65,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_job_unique_keys.sql"),
         postgres: include_str!("../migrations/postgres/0008_job_unique_keys.sql"),
     },
+    Migration {
+        version: 9,
+        name: "processes",
+        sqlite: include_str!("../migrations/sqlite/0009_processes.sql"),
+        postgres: include_str!("../migrations/postgres/0009_processes.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_lock` ("casehook" in ASCII).

@@ -305,7 +305,10 @@ mod tests {
         let deliveries = receiver.subscribe("deliveries");
         receiver.wake_announced(&payload);
         assert!(events.has_changed().is_ok_and(|c| c), "events woken");
-        assert!(deliveries.has_changed().is_ok_and(|c| c), "deliveries woken");
+        assert!(
+            deliveries.has_changed().is_ok_and(|c| c),
+            "deliveries woken"
+        );
         assert_eq!(
             news(&receiver),
             [(ws(3), None)].into(),

@@ -140,6 +140,15 @@ pub struct ServeArgs {
         hide = true
     )]
     pub poll_interval_ms: u64,
+    /// How often this process tells the others sharing the database that it is alive, in
+    /// milliseconds; one that misses three beats is no longer counted when limits are split.
+    #[arg(
+        long,
+        env = "CASEHOOK_HEARTBEAT_MS",
+        default_value_t = 5000,
+        hide = true
+    )]
+    pub heartbeat_ms: u64,
     /// On the very first start only: use this as the first admin API key.
     #[arg(
         long,

@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 
 use std::time::Duration;
 
-use casehook_engine::{Engine, EngineConfig};
+use casehook_engine::{Engine, EngineConfig, peers};
 use casehook_outbound::{Client, ClientConfig, OutboundPolicy};
 
 use crate::cli::{DatabaseArgs, ServeArgs, ServeRole};
@@ -50,8 +50,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut workers = if args.role == ServeRole::Api {
         tokio::task::JoinSet::new()
     } else {
-        engine.start(stop)
+        engine.start(stop.clone())
     };
+    // Every role beats into the registry of processes, whose count splits the limits
+    // configured on hooks, endpoints and connections between the processes enforcing them.
+    workers.spawn(peers::run_heartbeat(
+        engine.clone(),
+        peers::Roles {
+            serves_api: args.role != ServeRole::Worker,
+            runs_workers: args.role != ServeRole::Api,
+        },
+        Duration::from_millis(args.heartbeat_ms.max(10)),
+        stop,
+    ));
     let router = if args.role == ServeRole::Worker {
         casehook_server::with_layers(casehook_server::routes::ops::router(), state)
     } else {

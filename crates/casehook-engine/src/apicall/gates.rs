@@ -13,6 +13,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use super::prepare::LiveConnection;
 use super::resolve::ConfigError;
 use crate::Engine;
+use crate::peers::{count_share, rate_share};
 
 /// The longest a call waits for its connection's rate limit before it is tried later.
 pub(crate) const MAX_RATE_WAIT: Duration = Duration::from_secs(30);
@@ -23,7 +24,7 @@ type Key = (ConnectionId, i64);
 #[derive(Debug)]
 pub struct Gates {
     clients: moka::sync::Cache<Key, Client>,
-    limiters: moka::sync::Cache<Key, Arc<DefaultDirectRateLimiter>>,
+    limiters: moka::sync::Cache<(ConnectionId, i64, u32), Arc<DefaultDirectRateLimiter>>,
 }
 
 impl Default for Gates {
@@ -75,20 +76,19 @@ impl Engine {
         let Some(limit) = c.config.rate_limit else {
             return true;
         };
-        let key = (c.record.id, c.record.version);
+        // Each process running workers takes its share of the connection's rate; a limiter
+        // is made per connection version and number of processes.
+        let processes = self.peers().workers();
+        let key = (c.record.id, c.record.version, processes);
         let limiter = self.inner.gates.limiters.get_with(key, || {
-            // Fractional rates (0.5/s) become one request per period.
-            let quota = if limit.per_second >= 1.0 {
-                let rate =
-                    NonZeroU32::new(limit.per_second.round() as u32).unwrap_or(NonZeroU32::MIN);
-                Quota::per_second(rate)
-            } else {
-                Quota::with_period(Duration::from_secs_f64(1.0 / limit.per_second.max(1e-6)))
-                    .unwrap_or_else(|| Quota::per_hour(NonZeroU32::MIN))
-            };
-            let burst = limit.burst.and_then(NonZeroU32::new).unwrap_or(
-                NonZeroU32::new(limit.per_second.ceil().max(1.0) as u32).unwrap_or(NonZeroU32::MIN),
-            );
+            // One request per period: exact for fractional rates (0.5/s) and shares alike.
+            let per_second = rate_share(limit.per_second, processes);
+            let quota = Quota::with_period(Duration::from_secs_f64(1.0 / per_second.max(1e-6)))
+                .unwrap_or_else(|| Quota::per_hour(NonZeroU32::MIN));
+            let burst = limit
+                .burst
+                .unwrap_or(limit.per_second.ceil().max(1.0) as u32);
+            let burst = NonZeroU32::new(count_share(burst, processes)).unwrap_or(NonZeroU32::MIN);
             Arc::new(RateLimiter::direct(quota.allow_burst(burst)))
         });
         tokio::time::timeout(MAX_RATE_WAIT, limiter.until_ready())

@@ -12,6 +12,7 @@ use std::time::Duration;
 use casehook_core::InboundHookId;
 use casehook_core::inbound::hook::HookConfig;
 use casehook_core::inbound::verify::{secret_header_names, secret_query_names};
+use casehook_engine::peers::{count_share, rate_share};
 use casehook_store::InboundHookRecord;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -70,6 +71,9 @@ impl LiveHook {
 struct Limiter {
     rate: u32,
     burst: u32,
+    /// Processes taking inbound requests when it was made: this process's bucket holds its
+    /// share of the hook's limits.
+    processes: u32,
     bucket: DefaultDirectRateLimiter,
 }
 
@@ -119,8 +123,9 @@ impl HookCache {
         Ok(found)
     }
 
-    /// Take one request from the hook's bucket; `Err(seconds)` says when to retry.
-    pub(crate) fn admit(&self, hook: &LiveHook) -> Result<(), u64> {
+    /// Take one request from the hook's bucket (this process's share of the hook's limits,
+    /// `processes` taking inbound requests); `Err(seconds)` says when to retry.
+    pub(crate) fn admit(&self, hook: &LiveHook, processes: u32) -> Result<(), u64> {
         let Some(rate) = hook.config.limits.rate_per_second else {
             return Ok(());
         };
@@ -130,14 +135,20 @@ impl HookCache {
             return Ok(());
         };
         let make = || {
+            let per_second = rate_share(f64::from(rate_nz.get()), processes);
+            let quota = Quota::with_period(Duration::from_secs_f64(1.0 / per_second))
+                .unwrap_or_else(|| Quota::per_second(rate_nz));
+            let burst_share =
+                NonZeroU32::new(count_share(burst_nz.get(), processes)).unwrap_or(burst_nz);
             Arc::new(Limiter {
                 rate,
                 burst,
-                bucket: RateLimiter::direct(Quota::per_second(rate_nz).allow_burst(burst_nz)),
+                processes,
+                bucket: RateLimiter::direct(quota.allow_burst(burst_share)),
             })
         };
         let mut limiter = self.limiters.get_with(hook.record.id, make);
-        if limiter.rate != rate || limiter.burst != burst {
+        if limiter.rate != rate || limiter.burst != burst || limiter.processes != processes {
             limiter = make();
             self.limiters.insert(hook.record.id, limiter.clone());
         }

@@ -128,7 +128,7 @@ async fn handle(
         received_at,
         replay_of: None,
     };
-    if let Err(wait) = state.hooks.admit(&hook) {
+    if let Err(wait) = state.hooks.admit(&hook, state.engine.peers().api()) {
         let error = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",

@@ -21,5 +21,6 @@ mod inbound;
 mod jobs;
 mod listing;
 mod migrations;
+mod processes;
 mod tenancy;
 mod updates;

@@ -172,3 +172,74 @@ fn simultaneous_first_starts_on_postgres_create_one_workspace() {
          printed its own admin key: {keys:?}"
     );
 }
+
+/// Send `n` requests to the hook, alternating between the servers, each on its own
+/// connection; how many were let through (200), and how long the burst took. Every other
+/// answer must be 429.
+fn burst(addrs: &[std::net::SocketAddr], path: &str, n: usize) -> (usize, f64) {
+    let start = std::time::Instant::now();
+    let mut admitted = 0;
+    for i in 0..n {
+        let body = serde_json::json!({"note": format!("burst {i}")});
+        let response =
+            crate::harness::post(addrs[i % addrs.len()], path, None, &body).expect("an answer");
+        match response.status {
+            200 => admitted += 1,
+            429 => {}
+            other => panic!("request {i}: {other} {}", response.body),
+        }
+    }
+    (admitted, start.elapsed().as_secs_f64())
+}
+
+#[test]
+fn two_servers_split_an_inbound_hooks_rate_limit_and_one_takes_it_all_when_the_other_stops() {
+    // The hook's limit: 4 requests per second, bursts of 4.
+    const RATE: f64 = 4.0;
+    let Some(url) = fresh_database() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Beats every 100 ms, so that each learns of the other at once.
+    let mut args = serve_args(&url, dir.path()).to_vec();
+    args.extend(["--heartbeat-ms", "100"]);
+    let mut first = Server::start(&[], &args, &[]);
+    let key = first.admin_key();
+    let mut second = Server::start(&[], &args, &[]);
+    for server in [&first, &second] {
+        server.wait_for_stderr("api=2");
+    }
+    let form = create_form(first.addr, &key, "Paced");
+    let hook = crate::harness::post(
+        first.addr,
+        "/api/v1/inbound-hooks",
+        Some(&key),
+        &serde_json::json!({"name": "paced", "form_id": form,
+                            "limits": {"rate_per_second": 4, "burst": 4}}),
+    )
+    .expect("create hook");
+    assert_eq!(hook.status, 201, "{}", hook.body);
+    let path = hook.json()["url_path"]
+        .as_str()
+        .expect("url_path")
+        .to_owned();
+
+    // Together the two hold the hook's bucket: a burst of 4 and 4 per second, not twice that
+    // (each process alone would let its own burst of 4 through).
+    let (admitted, took) = burst(&[first.addr, second.addr], &path, 24);
+    let bound = 4 + (RATE * took).ceil() as usize;
+    assert!(
+        (2..=bound).contains(&admitted),
+        "{admitted} of 24 let through in {took:.2} s by two servers; at most {bound} may be"
+    );
+
+    // Once the second has stopped (and signed off), the first takes the whole limit.
+    second.stop();
+    first.wait_for_stderr("api=1");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (admitted, took) = burst(&[first.addr], &path, 16);
+    let bound = 4 + (RATE * took).ceil() as usize;
+    assert!(
+        (4..=bound).contains(&admitted),
+        "{admitted} of 16 let through in {took:.2} s by one server; between 4 and {bound} expected"
+    );
+    first.stop();
+}
