@@ -14,6 +14,16 @@ pub fn create_form(addr: SocketAddr, key: &str, name: &str) -> String {
     response.json()["id"].as_str().expect("form id").to_owned()
 }
 
+/// Create an inbound hook (`body`: its settings); the path it receives on (`/in/…`).
+pub fn create_hook(addr: SocketAddr, key: &str, body: &Value) -> String {
+    let response = post(addr, "/api/v1/inbound-hooks", Some(key), body).expect("create hook");
+    assert_eq!(response.status, 201, "create hook: {}", response.body);
+    response.json()["url_path"]
+        .as_str()
+        .expect("url_path")
+        .to_owned()
+}
+
 /// The body of a new case of `form_id`.
 pub fn new_case(form_id: &str, note: &str) -> Value {
     json!({"form_id": form_id, "data": {"note": note}})

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::api::{create_form, list_cases};
-use crate::harness::{Server, post, request_with};
+use crate::api::{create_form, create_hook, list_cases};
+use crate::harness::{Server, request_with};
 
 /// Concurrent senders during the burst.
 const SENDERS: usize = 16;
@@ -66,18 +66,11 @@ fn a_killed_server_keeps_every_answered_inbound_request_and_retries_make_no_dupl
     let mut server = Server::sqlite(dir.path());
     let key = server.admin_key();
     let form = create_form(server.addr, &key, "Crash orders");
-    let hook = post(
+    let path = create_hook(
         server.addr,
-        "/api/v1/inbound-hooks",
-        Some(&key),
+        &key,
         &json!({"name": "crash", "form_id": form}),
-    )
-    .expect("create hook");
-    assert_eq!(hook.status, 201, "{}", hook.body);
-    let path = hook.json()["url_path"]
-        .as_str()
-        .expect("url_path")
-        .to_owned();
+    );
 
     let start = Arc::new(Barrier::new(SENDERS + 1));
     let acked = Arc::new(AtomicUsize::new(0));

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::api::{create_case, create_form, forms_status, list_cases};
+use crate::api::{create_case, create_form, create_hook, forms_status, list_cases};
 use crate::harness::{Server, casehook, get, path_str, printed_keys, run_to_exit};
 
 /// `casehook migrate --database-url <url>`, which must succeed: its stdout.
@@ -208,19 +208,12 @@ fn two_servers_split_an_inbound_hooks_rate_limit_and_one_takes_it_all_when_the_o
         server.wait_for_stderr("api=2");
     }
     let form = create_form(first.addr, &key, "Paced");
-    let hook = crate::harness::post(
+    let path = create_hook(
         first.addr,
-        "/api/v1/inbound-hooks",
-        Some(&key),
+        &key,
         &serde_json::json!({"name": "paced", "form_id": form,
                             "limits": {"rate_per_second": 4, "burst": 4}}),
-    )
-    .expect("create hook");
-    assert_eq!(hook.status, 201, "{}", hook.body);
-    let path = hook.json()["url_path"]
-        .as_str()
-        .expect("url_path")
-        .to_owned();
+    );
 
     // Together the two hold the hook's bucket: a burst of 4 and 4 per second, not twice that
     // (each process alone would let its own burst of 4 through).
