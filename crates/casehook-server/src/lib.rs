@@ -70,7 +70,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Store, config: ServerConfig, engine: Engine) -> Self {
-        Self {
+        let state = Self {
             store,
             config: Arc::new(config),
             metrics: middleware::prometheus(),
@@ -81,7 +81,38 @@ impl AppState {
                 .time_to_live(Duration::from_secs(30))
                 .build(),
             hooks: inbound::HookCache::default(),
-        }
+        };
+        state.forget_on_change();
+        state
+    }
+
+    /// Forget cached API keys and inbound hooks whenever they change, through this process
+    /// or (on PostgreSQL) another one: a revoked key or a disabled hook stops working
+    /// everywhere at once. The caches' time to live remains the net for a missed wake-up.
+    /// Ends with the store.
+    fn forget_on_change(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut keys_changed = self.store.watch_queue(casehook_store::API_KEYS_CHANGED);
+        let mut hooks_changed = self
+            .store
+            .watch_queue(casehook_store::INBOUND_HOOKS_CHANGED);
+        let (keys, hooks) = (self.keys.clone(), self.hooks.clone());
+        runtime.spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = keys_changed.changed() => match changed {
+                        Ok(()) => keys.clear(),
+                        Err(_) => return,
+                    },
+                    changed = hooks_changed.changed() => match changed {
+                        Ok(()) => hooks.clear(),
+                        Err(_) => return,
+                    },
+                }
+            }
+        });
     }
 
     /// A form of the workspace, from the cache when fresh. The store re-checks the form's

@@ -53,7 +53,7 @@ pub use inbound::{
     NewInboundHook, NewInboundRequest,
 };
 pub use jobs::{ClaimedJob, JobState, NewJob};
-pub use notify::FeedNews;
+pub use notify::{API_KEYS_CHANGED, FeedNews, INBOUND_HOOKS_CHANGED};
 pub use pool::redact_url;
 pub use processes::{LiveProcesses, ProcessBeat};
 pub use schedules::{DueSchedule, fanout_key, fanout_payload, scheduled_run_key};

@@ -18,6 +18,15 @@ use tokio::sync::watch;
 
 use crate::events::EVENTS_WAKE;
 
+/// Woken when API keys were created or revoked, in any process: verified-key caches forget
+/// what they hold (a revoked key stops working everywhere at once, and a key just created
+/// is no longer refused from a cached miss).
+pub const API_KEYS_CHANGED: &str = "changed/api-keys";
+
+/// Woken when inbound hooks or their URL tokens changed, in any process: hook caches forget
+/// what they hold.
+pub const INBOUND_HOOKS_CHANGED: &str = "changed/inbound-hooks";
+
 /// The PostgreSQL channel wake-ups travel on.
 pub(crate) const PG_CHANNEL: &str = "casehook_wake";
 

@@ -6,8 +6,9 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::Store;
-use crate::db::{Conn, Row, args, from_micros, now_micros};
+use crate::db::{Row, args, from_micros, now_micros};
 use crate::error::{Result, StoreError};
+use crate::notify::API_KEYS_CHANGED;
 use crate::writer::{Tx, WriteOp};
 
 /// A tenant.
@@ -78,12 +79,15 @@ fn key_from(row: &Row) -> Result<ApiKeyRecord> {
 }
 
 async fn insert_key(
-    conn: &mut Conn<'_>,
+    tx: &mut Tx<'_>,
     workspace: WorkspaceId,
     key: &NewApiKey,
 ) -> Result<ApiKeyRecord> {
+    // Caches that hold a miss for this key forget it.
+    tx.woken.queue(API_KEYS_CHANGED);
     let id = ApiKeyId::new();
-    let inserted = conn
+    let inserted = tx
+        .conn
         .execute(
             "INSERT INTO api_keys (id, workspace_id, name, role, key_hash, key_prefix, hook_id, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -105,7 +109,8 @@ async fn insert_key(
         }
         other => other?,
     };
-    let row = conn
+    let row = tx
+        .conn
         .fetch_one(
             &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"),
             &args![id],
@@ -138,7 +143,7 @@ impl WriteOp for CreateWorkspace {
                 "workspace",
             )
             .await?;
-        let key = insert_key(&mut tx.conn, id, &self.first_key).await?;
+        let key = insert_key(tx, id, &self.first_key).await?;
         Ok((workspace_from(&row)?, key))
     }
 }
@@ -179,7 +184,7 @@ struct CreateKey {
 impl WriteOp for CreateKey {
     type Output = ApiKeyRecord;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<Self::Output> {
-        insert_key(&mut tx.conn, self.workspace, &self.key).await
+        insert_key(tx, self.workspace, &self.key).await
     }
 }
 
@@ -191,6 +196,7 @@ struct RevokeKey {
 impl WriteOp for RevokeKey {
     type Output = ApiKeyRecord;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<Self::Output> {
+        tx.woken.queue(API_KEYS_CHANGED);
         tx.conn
             .execute(
                 "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND workspace_id = $3 AND revoked_at IS NULL",

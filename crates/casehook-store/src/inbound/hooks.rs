@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use crate::Store;
 use crate::db::{Conn, Row, args, from_micros, now_micros};
 use crate::error::{Result, StoreError};
+use crate::notify::INBOUND_HOOKS_CHANGED;
 use crate::writer::{Tx, WriteOp};
 
 /// A stored inbound hook.
@@ -136,6 +137,7 @@ struct CreateHook(NewInboundHook);
 impl WriteOp for CreateHook {
     type Output = InboundHookRecord;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<InboundHookRecord> {
+        tx.woken.queue(INBOUND_HOOKS_CHANGED);
         tx.require_sealing_key().await?;
         let new = &self.0;
         check_form_of(&mut tx.conn, new.workspace, new.form_id).await?;
@@ -171,6 +173,7 @@ struct UpdateHook {
 impl WriteOp for UpdateHook {
     type Output = InboundHookRecord;
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<InboundHookRecord> {
+        tx.woken.queue(INBOUND_HOOKS_CHANGED);
         tx.require_sealing_key().await?;
         let current = get_hook(&mut tx.conn, self.workspace, self.id).await?;
         if let Some(expected) = self.expected_version
@@ -218,6 +221,7 @@ struct DeleteHook {
 impl WriteOp for DeleteHook {
     type Output = ();
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<()> {
+        tx.woken.queue(INBOUND_HOOKS_CHANGED);
         get_hook(&mut tx.conn, self.workspace, self.id).await?;
         let now = now_micros();
         tx.conn
@@ -253,6 +257,7 @@ struct RotateToken {
 impl WriteOp for RotateToken {
     type Output = ();
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<()> {
+        tx.woken.queue(INBOUND_HOOKS_CHANGED);
         tx.require_sealing_key().await?;
         get_hook(&mut tx.conn, self.workspace, self.id).await?;
         let now = now_micros();

@@ -236,3 +236,92 @@ fn two_servers_split_an_inbound_hooks_rate_limit_and_one_takes_it_all_when_the_o
     );
     first.stop();
 }
+
+/// Wait (at most `within`) until `status()` answers `want`; what it answered last.
+fn answers_within(within: std::time::Duration, want: u16, status: impl Fn() -> u16) -> u16 {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let got = status();
+        if got == want || std::time::Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_key_revoked_or_a_hook_deleted_through_one_server_stops_working_on_the_other_at_once() {
+    // Well under the caches' own lifetimes (10 s for keys, 5 s for hooks).
+    const AT_ONCE: std::time::Duration = std::time::Duration::from_secs(2);
+    let Some(url) = fresh_database() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut first = serve_pg(&url, dir.path());
+    let admin = first.admin_key();
+    let mut second = serve_pg(&url, dir.path());
+
+    let issued = crate::harness::post(
+        first.addr,
+        "/api/v1/api-keys",
+        Some(&admin),
+        &serde_json::json!({"name": "temporary", "role": "member"}),
+    )
+    .expect("create key");
+    assert_eq!(issued.status, 201, "{}", issued.body);
+    let (member, id) = {
+        let body = issued.json();
+        (
+            body["key"].as_str().expect("key").to_owned(),
+            body["id"].as_str().expect("id").to_owned(),
+        )
+    };
+    // The second verifies the key, and keeps it in its cache.
+    assert_eq!(forms_status(second.addr, &member), 200);
+    let revoked = crate::harness::request(
+        first.addr,
+        "DELETE",
+        &format!("/api/v1/api-keys/{id}"),
+        Some(&admin),
+        None,
+    )
+    .expect("revoke");
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    let status = answers_within(AT_ONCE, 401, || forms_status(second.addr, &member));
+    assert_eq!(
+        status, 401,
+        "the revoked key still works on the other server"
+    );
+
+    let form = create_form(first.addr, &admin, "Orders");
+    let path = create_hook(
+        first.addr,
+        &admin,
+        &serde_json::json!({"name": "orders", "form_id": form}),
+    );
+    let send = || {
+        crate::harness::post(second.addr, &path, None, &serde_json::json!({"note": "x"}))
+            .expect("an answer")
+            .status
+    };
+    assert_eq!(send(), 200, "the second takes the hook's requests");
+    let hooks = get(first.addr, "/api/v1/inbound-hooks", Some(&admin)).expect("hooks");
+    let hook_id = hooks.json()["items"][0]["id"]
+        .as_str()
+        .expect("hook id")
+        .to_owned();
+    let deleted = crate::harness::request(
+        first.addr,
+        "DELETE",
+        &format!("/api/v1/inbound-hooks/{hook_id}"),
+        Some(&admin),
+        None,
+    )
+    .expect("delete hook");
+    assert!(deleted.status < 300, "{} {}", deleted.status, deleted.body);
+    let status = answers_within(AT_ONCE, 404, send);
+    assert_eq!(
+        status, 404,
+        "the deleted hook still takes requests on the other server"
+    );
+    second.stop();
+    first.stop();
+}
