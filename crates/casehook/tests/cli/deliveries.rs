@@ -36,6 +36,7 @@ struct Received {
     webhook_id: String,
     resource_id: String,
     reply: Reply,
+    at: Instant,
 }
 
 /// The receiver's log and script, as its handler sees them.
@@ -79,6 +80,7 @@ impl Receiver {
                                 .to_string(),
                             resource_id: envelope["resource_id"].as_str().unwrap_or("").to_string(),
                             reply,
+                            at: Instant::now(),
                         });
                         reply
                     };
@@ -316,4 +318,55 @@ fn api_and_worker_roles_split_the_work_on_one_postgres() {
     let ready = crate::harness::get(worker.addr, "/readyz", None).expect("readyz");
     assert_eq!(ready.status, 200);
     drop((api, worker));
+}
+
+#[test]
+fn two_servers_split_an_endpoints_rate_limit() {
+    const CASES: usize = 10;
+    let Some(url) = casehook_testkit::postgres().map(|pg| pg.create_database()) else {
+        return;
+    };
+    let receiver = Receiver::start(Box::new(|_| Reply::Ok));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let args = ["--database-url", &url, "--heartbeat-ms", "100"];
+    let first = serve(dir.path(), &args);
+    let key = first.admin_key();
+    let second = serve(dir.path(), &args);
+    for server in [&first, &second] {
+        server.wait_for_stderr("workers=2");
+    }
+    let form = create_form(first.addr, &key, "Paced");
+    let body = json!({
+        "name": "paced receiver",
+        "url": receiver.url,
+        "subscriptions": {"event_types": ["case.created"]},
+        "limits": {"rate_per_second": 2},
+    });
+    let response = post(first.addr, "/api/v1/endpoints", Some(&key), &body).expect("endpoint");
+    assert_eq!(response.status, 201, "{}", response.body);
+    // Events through both servers, so that both dispatch and deliver.
+    for i in 0..CASES {
+        let addr = [first.addr, second.addr][i % 2];
+        create_case(addr, &key, &form, &format!("{i}"));
+    }
+    let received = receiver.wait_until("every case delivered", |r| r.len() >= CASES);
+    // Each process sends at most one a second, so no stretch of 0.9 s holds more than two
+    // (each process alone, at the endpoint's whole rate, would send two a second).
+    let mut times: Vec<Instant> = received.iter().map(|r| r.at).collect();
+    times.sort();
+    for (i, start) in times.iter().enumerate() {
+        let within = times[i..]
+            .iter()
+            .take_while(|t| t.duration_since(*start) < Duration::from_millis(900))
+            .count();
+        assert!(
+            within <= 2,
+            "{within} deliveries within 0.9 s of delivery {i}: {:?}",
+            times
+                .iter()
+                .map(|t| t.duration_since(times[0]))
+                .collect::<Vec<_>>()
+        );
+    }
+    drop((first, second));
 }
