@@ -290,6 +290,24 @@ impl Store {
         row.map(|r| r.bytes("token")).transpose()
     }
 
+    /// The sealed refresh token kept for a request's own auth under `key` (see
+    /// `keep_inline_refresh_token`), if any.
+    pub async fn inline_refresh_token(
+        &self,
+        workspace: WorkspaceId,
+        key: ConnectionId,
+    ) -> Result<Option<Vec<u8>>> {
+        let mut lease = self.read().await?;
+        let row = lease
+            .conn()
+            .fetch_optional(
+                "SELECT token FROM oauth2_refresh_tokens WHERE connection_id = $1 AND workspace_id = $2",
+                &args![key, workspace],
+            )
+            .await?;
+        row.map(|r| r.bytes("token")).transpose()
+    }
+
     /// Keep a refresh token rotated in (sealed by the caller) in place of the previous one.
     /// Nothing is kept for a connection deleted meanwhile (`NotFound`).
     pub async fn keep_rotated_refresh_token(
@@ -303,6 +321,26 @@ impl Store {
                 workspace,
                 connection,
                 sealed,
+                of_connection: true,
+            })
+            .await
+    }
+
+    /// Keep a refresh token rotated in for a request's own auth (no connection), under an id
+    /// the caller derives from the grant; sealed like a connection's (context
+    /// `connection_refresh_token(key)`). Read back with `rotated_refresh_token`.
+    pub async fn keep_inline_refresh_token(
+        &self,
+        workspace: WorkspaceId,
+        key: ConnectionId,
+        sealed: Vec<u8>,
+    ) -> Result<()> {
+        self.writer()
+            .run(KeepRefreshToken {
+                workspace,
+                connection: key,
+                sealed,
+                of_connection: false,
             })
             .await
     }
@@ -312,13 +350,18 @@ struct KeepRefreshToken {
     workspace: WorkspaceId,
     connection: ConnectionId,
     sealed: Vec<u8>,
+    /// The id names a connection, which must still exist (a token rotated in by a call
+    /// racing the connection's deletion is not kept).
+    of_connection: bool,
 }
 
 impl WriteOp for KeepRefreshToken {
     type Output = ();
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<()> {
         tx.require_sealing_key().await?;
-        get(&mut tx.conn, self.workspace, self.connection).await?;
+        if self.of_connection {
+            get(&mut tx.conn, self.workspace, self.connection).await?;
+        }
         tx.conn
             .execute(
                 "INSERT INTO oauth2_refresh_tokens (connection_id, workspace_id, token, updated_at)

@@ -230,8 +230,11 @@ impl Engine {
         if let Some(c) = connection {
             timeout = timeout.min(Duration::from_millis(c.config.timeout_ms));
         }
-        let prepared = prepare::prepare(&step.request, connection, &values, &secrets, timeout)
+        let mut prepared = prepare::prepare(&step.request, connection, &values, &secrets, timeout)
             .map_err(|e| ConfigError(e.0))?;
+        if let prepare::Credentials::OAuth2(oauth) = &mut prepared.credentials {
+            oauth.keep_rotated_tokens_in(ws);
+        }
         let cache_secs = resolved.spec.settings.cache_duration;
         let key = cache_key(case, field, &step.name, &prepared);
         if cache_secs > 0 && !dry_run {

@@ -86,9 +86,55 @@ pub struct OAuth2Client {
     pub scope: Option<String>,
     pub audience: Option<String>,
     pub basic: bool,
-    /// The connection whose credentials these are (none for a request's own auth): where a
-    /// refresh token the server rotates in is kept.
-    pub connection: Option<(WorkspaceId, ConnectionId)>,
+    /// Where a refresh token the server rotates in is kept; none keeps it in this process
+    /// only.
+    pub kept_under: Option<KeptUnder>,
+}
+
+/// Where a rotated refresh token is kept (sealed, in the store).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeptUnder {
+    /// The connection whose credentials these are.
+    Connection(WorkspaceId, ConnectionId),
+    /// A request's own auth: an id derived from the grant (see `keep_rotated_tokens_in`).
+    Inline(WorkspaceId, ConnectionId),
+}
+
+impl KeptUnder {
+    pub fn workspace_and_id(self) -> (WorkspaceId, ConnectionId) {
+        match self {
+            Self::Connection(ws, id) | Self::Inline(ws, id) => (ws, id),
+        }
+    }
+}
+
+impl OAuth2Client {
+    /// Where a refresh token the server rotates in is kept, for a request's own auth (no
+    /// connection): under an id derived from what identifies the grant (the workspace, the
+    /// token endpoint, the client and the configured refresh token), so that every process
+    /// and every restart finds the same entry, and configuring another token starts afresh.
+    /// The id is a hash: it reveals nothing of the token.
+    pub fn keep_rotated_tokens_in(&mut self, workspace: WorkspaceId) {
+        use sha2::{Digest, Sha256};
+        if self.kept_under.is_some() {
+            return;
+        }
+        let Some(configured) = &self.refresh_token else {
+            return;
+        };
+        let mut hash = Sha256::new();
+        hash.update(b"casehook inline oauth2 refresh token\0");
+        hash.update(workspace.0.as_bytes());
+        for part in [&self.token_url, &self.client_id, configured] {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part.as_bytes());
+        }
+        let digest = hash.finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        let id = uuid::Builder::from_custom_bytes(bytes).into_uuid();
+        self.kept_under = Some(KeptUnder::Inline(workspace, ConnectionId(id)));
+    }
 }
 
 impl std::fmt::Debug for OAuth2Client {
@@ -341,7 +387,7 @@ pub fn prepare(
         Some(auth) => render_credentials(auth, &scope, &mut sensitive)?,
     };
     if let (Credentials::OAuth2(oauth), Some(c)) = (&mut credentials, connection) {
-        oauth.connection = Some((c.record.workspace_id, c.record.id));
+        oauth.kept_under = Some(KeptUnder::Connection(c.record.workspace_id, c.record.id));
     }
     sensitive.sort();
     sensitive.dedup();
@@ -430,7 +476,7 @@ fn render_credentials(
             scope: wanted.clone(),
             audience: audience.clone(),
             basic: *client_auth == casehook_core::connection::auth::ClientAuth::Basic,
-            connection: None,
+            kept_under: None,
         }),
         AuthMethod::OAuth1 {
             consumer_key,

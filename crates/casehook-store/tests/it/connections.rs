@@ -92,6 +92,41 @@ async fn the_newest_refresh_token_is_kept_per_connection_and_workspace(store: St
     );
 }
 
+/// A request's own auth (no connection) keeps its rotated token under a key derived from
+/// the grant: no connection needs to exist, the newest wins, and only its workspace reads it
+/// (and only as an inline token, not as a connection's).
+async fn inline_refresh_tokens_are_kept_per_key_and_workspace(store: Store) {
+    let (key, _) = MasterKey::generate();
+    let ws = workspace(&store, "w").await;
+    let other_ws = workspace(&store, "other").await;
+    let grant = ConnectionId::new();
+    assert_eq!(
+        store.inline_refresh_token(ws, grant).await.expect("read"),
+        None
+    );
+    for token in ["rt-1", "rt-2"] {
+        store
+            .keep_inline_refresh_token(ws, grant, sealed(&key, grant, token))
+            .await
+            .expect("keep without a connection");
+    }
+    let kept = store.inline_refresh_token(ws, grant).await.expect("read");
+    assert_eq!(opened(&key, grant, &kept.expect("kept")), "rt-2");
+    assert_eq!(
+        store
+            .inline_refresh_token(other_ws, grant)
+            .await
+            .expect("read"),
+        None,
+        "another workspace sees nothing"
+    );
+    assert_eq!(
+        store.rotated_refresh_token(ws, grant).await.expect("read"),
+        None,
+        "not a connection's token"
+    );
+}
+
 async fn kept_refresh_tokens_are_resealed_with_the_master_key(store: Store) {
     let (old, _) = MasterKey::generate();
     let (new, _) = MasterKey::generate();
@@ -213,6 +248,7 @@ async fn secrets_are_read_together_by_name_within_their_workspace(store: Store) 
 contract_tests!(
     secrets_are_read_together_by_name_within_their_workspace,
     the_newest_refresh_token_is_kept_per_connection_and_workspace,
+    inline_refresh_tokens_are_kept_per_key_and_workspace,
     kept_refresh_tokens_are_resealed_with_the_master_key,
     a_process_whose_master_key_was_rotated_away_seals_nothing,
 );

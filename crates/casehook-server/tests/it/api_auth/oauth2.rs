@@ -26,6 +26,7 @@ api_tests!(
     the_refresh_token_grant_uses_each_rotated_refresh_token,
     a_failed_refresh_keeps_the_rotated_refresh_token,
     a_rotated_refresh_token_outlives_the_process_and_reaches_the_others,
+    an_inline_auths_rotated_refresh_token_outlives_the_process_too,
     a_refresh_without_a_new_refresh_token_keeps_the_rotated_one,
     a_token_endpoint_failure_is_reported_as_such,
     a_job_run_stores_the_answer_without_the_echoed_token,
@@ -226,6 +227,31 @@ fn refresh_tokens_sent(server: &OAuth2Server) -> Vec<String> {
         .collect()
 }
 
+/// A dry run of `case` on a second server on the same database (another process, or this
+/// one restarted), which must fetch its token with a refresh token kept by the first and
+/// then call; its answer.
+async fn dry_run_on_a_sibling(app: &TestApp, case: &str) -> Value {
+    let other = app.sibling(ServerConfig::default()).await;
+    let run = dry_run(&other, case, "api").await;
+    assert_ok(&run, 200);
+    assert_eq!(statuses(&run), [json!(200), json!(200)], "token, then call");
+    run
+}
+
+/// No refresh token the server handed out is in the SQLite files in the clear.
+fn assert_no_refresh_token_in_the_clear(app: &TestApp, server: &OAuth2Server) {
+    for file in app.sqlite_files() {
+        let bytes = std::fs::read(&file).expect("read the database file");
+        for token in server.refresh_tokens() {
+            assert!(
+                !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+                "a refresh token is kept in the clear in {}",
+                file.display()
+            );
+        }
+    }
+}
+
 fn refresh_config() -> Config {
     Config {
         refresh_token: Some("rt-initial-Xy9/+="),
@@ -304,14 +330,7 @@ async fn a_rotated_refresh_token_outlives_the_process_and_reaches_the_others(app
     let first = dry_run(&app, &case, "api").await;
     assert_ok(&first, 200);
 
-    let other = app.sibling(ServerConfig::default()).await;
-    let second = dry_run(&other, &case, "api").await;
-    assert_ok(&second, 200);
-    assert_eq!(
-        statuses(&second),
-        [json!(200), json!(200)],
-        "token, then call"
-    );
+    let second = dry_run_on_a_sibling(&app, &case).await;
 
     // Back on the first server, its access token revoked: its refresh token was rotated
     // away by the other, so it takes the one the other kept.
@@ -360,17 +379,44 @@ async fn a_rotated_refresh_token_outlives_the_process_and_reaches_the_others(app
         .collect();
     assert_eq!(tried, [("rt-reissued".to_owned(), 400)]);
 
-    for file in app.sqlite_files() {
-        let bytes = std::fs::read(&file).expect("read the database file");
-        for token in server.refresh_tokens() {
-            assert!(
-                !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
-                "a refresh token is kept in the clear in {}",
-                file.display()
-            );
-        }
-    }
+    assert_no_refresh_token_in_the_clear(&app, &server);
     assert_nothing_leaked(&app, &server, &config, &[first, second, third, refused]).await;
+}
+
+async fn an_inline_auths_rotated_refresh_token_outlives_the_process_too(app: TestApp) {
+    // The same as above for a field with its own auth (no connection): the rotated token is
+    // kept under an id derived from the grant, and another process continues from it.
+    let config = refresh_config();
+    let server = OAuth2Server::start(config.clone()).await;
+    secret(&app, "oauth_cs", config.client_secret).await;
+    secret(&app, "oauth_rt", config.refresh_token.expect("set")).await;
+    let auth = json!({
+        "type": "oauth2", "grant": "refresh_token", "token_url": server.token_url(),
+        "client_id": config.client_id, "client_secret": "{secret.oauth_cs}",
+        "scope": "read write", "client_auth": "basic", "refresh_token": "{secret.oauth_rt}",
+    });
+    let form = app
+        .create_form(json!({"name": "Inline", "fields": [
+            {"key": "id", "type": "text"},
+            {"key": "api", "type": "api_call", "trigger": "manual", "api_config": {
+                "url": format!("{}/thing/{{data.id}}", server.url), "method": "GET", "auth": auth}},
+        ]}))
+        .await;
+    let case = text(
+        &app.create_case(&text(&form["id"]), json!({"id": "42"}))
+            .await["id"],
+    );
+    let first = dry_run(&app, &case, "api").await;
+    assert_ok(&first, 200);
+
+    let second = dry_run_on_a_sibling(&app, &case).await;
+    assert_eq!(
+        refresh_tokens_sent(&server),
+        server.refresh_tokens()[..2],
+        "the configured token, then the one the first server kept"
+    );
+    assert_no_refresh_token_in_the_clear(&app, &server);
+    assert_nothing_leaked(&app, &server, &config, &[first, second]).await;
 }
 
 async fn a_refresh_without_a_new_refresh_token_keeps_the_rotated_one(app: TestApp) {
