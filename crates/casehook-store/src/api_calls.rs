@@ -22,7 +22,8 @@ use crate::writer::{Tx, WriteOp};
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ApiCallState {
     pub field: String,
-    /// `ok`, `failed`, `running` or `manual` (overwritten by hand).
+    /// `ok`, `failed`, or `manual` (overwritten by hand). A run queued or retrying is not
+    /// shown here until it settles.
     pub status: String,
     #[serde(with = "time::serde::rfc3339::option")]
     pub fetched_at: Option<OffsetDateTime>,
