@@ -9,10 +9,12 @@
 //! through in the same second), and so are bursts and in-flight bounds smaller than the
 //! number of processes, since a process's share is never below one.
 
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use casehook_store::{LiveProcesses, ProcessBeat, now_micros};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -93,6 +95,15 @@ impl Window {
 /// One process's share of a rate per second.
 pub fn rate_share(per_second: f64, processes: u32) -> f64 {
     per_second / f64::from(processes.max(1))
+}
+
+/// A token bucket holding one process's share of `per_second` with bursts of `burst`: one
+/// request per period, exact for fractional rates (0.5/s) and shares alike.
+pub fn shared_bucket(per_second: f64, burst: u32, processes: u32) -> DefaultDirectRateLimiter {
+    let period = Duration::from_secs_f64(1.0 / rate_share(per_second, processes).max(1e-6));
+    let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_hour(NonZeroU32::MIN));
+    let burst = NonZeroU32::new(count_share(burst, processes)).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::direct(quota.allow_burst(burst))
 }
 
 /// What a process does, for the registry.
@@ -181,6 +192,11 @@ mod tests {
         );
         assert!((rate_share(10.0, 4) - 2.5).abs() < 1e-9);
         assert!((rate_share(0.5, 2) - 0.25).abs() < 1e-9);
+        let bucket = shared_bucket(4.0, 4, 2);
+        assert!(
+            bucket.check().is_ok() && bucket.check().is_ok() && bucket.check().is_err(),
+            "half of a burst of 4"
+        );
         assert_eq!(Window::share(10, 1), Window::per_second(10));
         assert_eq!(Window::share(10, 3), Window::per_second(3));
         assert_eq!(

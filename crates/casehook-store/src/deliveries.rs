@@ -105,6 +105,19 @@ pub struct DispatchBacklog {
     pub latest: i64,
 }
 
+/// Workspaces with events past their dispatch cursor, narrowed by `$and`; read with
+/// [`backlog_from`].
+macro_rules! backlog_sql {
+    ($and:literal) => {
+        concat!(
+            "SELECT w.id, COALESCE(d.dispatched, 0) AS dispatched, w.event_counter
+             FROM workspaces w LEFT JOIN dispatch_cursors d ON d.workspace_id = w.id
+             WHERE w.event_counter > COALESCE(d.dispatched, 0)",
+            $and
+        )
+    };
+}
+
 fn backlog_from(row: &Row) -> Result<DispatchBacklog> {
     Ok(DispatchBacklog {
         workspace: WorkspaceId(row.uuid("id")?),
@@ -933,15 +946,7 @@ impl Store {
     /// a dispatcher's first round and its periodic sweep (see `take_feed_news` for the rest).
     pub async fn dispatch_backlog(&self) -> Result<Vec<DispatchBacklog>> {
         let mut lease = self.read().await?;
-        let rows = lease
-            .conn()
-            .fetch_all(
-                "SELECT w.id, COALESCE(d.dispatched, 0) AS dispatched, w.event_counter
-                 FROM workspaces w LEFT JOIN dispatch_cursors d ON d.workspace_id = w.id
-                 WHERE w.event_counter > COALESCE(d.dispatched, 0)",
-                &[],
-            )
-            .await?;
+        let rows = lease.conn().fetch_all(backlog_sql!(""), &[]).await?;
         rows.iter().map(backlog_from).collect()
     }
 
@@ -953,12 +958,7 @@ impl Store {
         let mut lease = self.read().await?;
         let row = lease
             .conn()
-            .fetch_optional(
-                "SELECT w.id, COALESCE(d.dispatched, 0) AS dispatched, w.event_counter
-                 FROM workspaces w LEFT JOIN dispatch_cursors d ON d.workspace_id = w.id
-                 WHERE w.id = $1 AND w.event_counter > COALESCE(d.dispatched, 0)",
-                &args![workspace],
-            )
+            .fetch_optional(backlog_sql!(" AND w.id = $1"), &args![workspace])
             .await?;
         row.as_ref().map(backlog_from).transpose()
     }

@@ -2,18 +2,17 @@
 //! TLS settings (a private CA, or no verification for a test system) and its request-rate
 //! bound. Both are built once per connection version and reused.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use casehook_core::ConnectionId;
 use casehook_outbound::Client;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::DefaultDirectRateLimiter;
 
 use super::prepare::LiveConnection;
 use super::resolve::ConfigError;
 use crate::Engine;
-use crate::peers::{count_share, rate_share};
+use crate::peers::shared_bucket;
 
 /// The longest a call waits for its connection's rate limit before it is tried later.
 pub(crate) const MAX_RATE_WAIT: Duration = Duration::from_secs(30);
@@ -81,15 +80,10 @@ impl Engine {
         let processes = self.peers().workers();
         let key = (c.record.id, c.record.version, processes);
         let limiter = self.inner.gates.limiters.get_with(key, || {
-            // One request per period: exact for fractional rates (0.5/s) and shares alike.
-            let per_second = rate_share(limit.per_second, processes);
-            let quota = Quota::with_period(Duration::from_secs_f64(1.0 / per_second.max(1e-6)))
-                .unwrap_or_else(|| Quota::per_hour(NonZeroU32::MIN));
             let burst = limit
                 .burst
                 .unwrap_or(limit.per_second.ceil().max(1.0) as u32);
-            let burst = NonZeroU32::new(count_share(burst, processes)).unwrap_or(NonZeroU32::MIN);
-            Arc::new(RateLimiter::direct(quota.allow_burst(burst)))
+            Arc::new(shared_bucket(limit.per_second, burst, processes))
         });
         tokio::time::timeout(MAX_RATE_WAIT, limiter.until_ready())
             .await

@@ -12,10 +12,10 @@ use std::time::Duration;
 use casehook_core::InboundHookId;
 use casehook_core::inbound::hook::HookConfig;
 use casehook_core::inbound::verify::{secret_header_names, secret_query_names};
-use casehook_engine::peers::{count_share, rate_share};
+use casehook_engine::peers::shared_bucket;
 use casehook_store::InboundHookRecord;
+use governor::DefaultDirectRateLimiter;
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::secrets::{SecretSets, open_secrets, token_hash};
 use crate::AppState;
@@ -135,16 +135,11 @@ impl HookCache {
             return Ok(());
         };
         let make = || {
-            let per_second = rate_share(f64::from(rate_nz.get()), processes);
-            let quota = Quota::with_period(Duration::from_secs_f64(1.0 / per_second))
-                .unwrap_or_else(|| Quota::per_second(rate_nz));
-            let burst_share =
-                NonZeroU32::new(count_share(burst_nz.get(), processes)).unwrap_or(burst_nz);
             Arc::new(Limiter {
                 rate,
                 burst,
                 processes,
-                bucket: RateLimiter::direct(quota.allow_burst(burst_share)),
+                bucket: shared_bucket(f64::from(rate_nz.get()), burst_nz.get(), processes),
             })
         };
         let mut limiter = self.limiters.get_with(hook.record.id, make);
