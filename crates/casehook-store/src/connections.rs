@@ -271,103 +271,78 @@ impl Store {
         self.writer().run(DeleteConnection { workspace, id }).await
     }
 
-    /// The sealed refresh token last rotated in for a live connection, if any.
-    pub async fn rotated_refresh_token(
-        &self,
-        workspace: WorkspaceId,
-        connection: ConnectionId,
-    ) -> Result<Option<Vec<u8>>> {
-        let mut lease = self.read().await?;
-        let row = lease
-            .conn()
-            .fetch_optional(
+    /// The sealed refresh token last rotated in for `owner` (a live connection, or a
+    /// request's own auth), if any.
+    pub async fn rotated_refresh_token(&self, owner: RefreshTokenOwner) -> Result<Option<Vec<u8>>> {
+        let (workspace, key) = owner.parts();
+        let sql = match owner {
+            RefreshTokenOwner::Connection(..) => {
                 "SELECT t.token FROM oauth2_refresh_tokens t
                  JOIN connections c ON c.id = t.connection_id AND c.workspace_id = t.workspace_id
-                 WHERE t.connection_id = $1 AND t.workspace_id = $2 AND c.deleted_at IS NULL",
-                &args![connection, workspace],
-            )
-            .await?;
-        row.map(|r| r.bytes("token")).transpose()
-    }
-
-    /// The sealed refresh token kept for a request's own auth under `key` (see
-    /// `keep_inline_refresh_token`), if any.
-    pub async fn inline_refresh_token(
-        &self,
-        workspace: WorkspaceId,
-        key: ConnectionId,
-    ) -> Result<Option<Vec<u8>>> {
+                 WHERE t.connection_id = $1 AND t.workspace_id = $2 AND c.deleted_at IS NULL"
+            }
+            RefreshTokenOwner::Inline(..) => {
+                "SELECT token FROM oauth2_refresh_tokens WHERE connection_id = $1 AND workspace_id = $2"
+            }
+        };
         let mut lease = self.read().await?;
         let row = lease
             .conn()
-            .fetch_optional(
-                "SELECT token FROM oauth2_refresh_tokens WHERE connection_id = $1 AND workspace_id = $2",
-                &args![key, workspace],
-            )
+            .fetch_optional(sql, &args![key, workspace])
             .await?;
         row.map(|r| r.bytes("token")).transpose()
     }
 
-    /// Keep a refresh token rotated in (sealed by the caller) in place of the previous one.
-    /// Nothing is kept for a connection deleted meanwhile (`NotFound`).
+    /// Keep a refresh token rotated in for `owner` (sealed by the caller, context
+    /// `connection_refresh_token(key)`) in place of the previous one. Nothing is kept for a
+    /// connection deleted meanwhile (`NotFound`).
     pub async fn keep_rotated_refresh_token(
         &self,
-        workspace: WorkspaceId,
-        connection: ConnectionId,
+        owner: RefreshTokenOwner,
         sealed: Vec<u8>,
     ) -> Result<()> {
-        self.writer()
-            .run(KeepRefreshToken {
-                workspace,
-                connection,
-                sealed,
-                of_connection: true,
-            })
-            .await
+        self.writer().run(KeepRefreshToken { owner, sealed }).await
     }
+}
 
-    /// Keep a refresh token rotated in for a request's own auth (no connection), under an id
-    /// the caller derives from the grant; sealed like a connection's (context
-    /// `connection_refresh_token(key)`). Read back with `rotated_refresh_token`.
-    pub async fn keep_inline_refresh_token(
-        &self,
-        workspace: WorkspaceId,
-        key: ConnectionId,
-        sealed: Vec<u8>,
-    ) -> Result<()> {
-        self.writer()
-            .run(KeepRefreshToken {
-                workspace,
-                connection: key,
-                sealed,
-                of_connection: false,
-            })
-            .await
+/// Whose rotated OAuth 2.0 refresh token is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RefreshTokenOwner {
+    /// A connection, which must exist.
+    Connection(WorkspaceId, ConnectionId),
+    /// A request's own auth (no connection), under a key the caller derives from its grant.
+    Inline(WorkspaceId, ConnectionId),
+}
+
+impl RefreshTokenOwner {
+    /// The workspace, and the key the token is kept (and sealed) under.
+    pub fn parts(self) -> (WorkspaceId, ConnectionId) {
+        match self {
+            Self::Connection(ws, id) | Self::Inline(ws, id) => (ws, id),
+        }
     }
 }
 
 struct KeepRefreshToken {
-    workspace: WorkspaceId,
-    connection: ConnectionId,
+    owner: RefreshTokenOwner,
     sealed: Vec<u8>,
-    /// The id names a connection, which must still exist (a token rotated in by a call
-    /// racing the connection's deletion is not kept).
-    of_connection: bool,
 }
 
 impl WriteOp for KeepRefreshToken {
     type Output = ();
     async fn run(&mut self, tx: &mut Tx<'_>) -> Result<()> {
         tx.require_sealing_key().await?;
-        if self.of_connection {
-            get(&mut tx.conn, self.workspace, self.connection).await?;
+        let (workspace, key) = self.owner.parts();
+        // A token rotated in by a call racing the connection's deletion is not kept.
+        if let RefreshTokenOwner::Connection(..) = self.owner {
+            get(&mut tx.conn, workspace, key).await?;
         }
         tx.conn
             .execute(
                 "INSERT INTO oauth2_refresh_tokens (connection_id, workspace_id, token, updated_at)
                  VALUES ($1, $2, $3, $4)
                  ON CONFLICT (connection_id) DO UPDATE SET token = excluded.token, updated_at = excluded.updated_at",
-                &args![self.connection, self.workspace, self.sealed.clone(), now_micros()],
+                &args![key, workspace, self.sealed.clone(), now_micros()],
             )
             .await?;
         Ok(())

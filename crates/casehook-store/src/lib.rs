@@ -37,7 +37,7 @@ pub use api_calls::{
     ApiCallLogFilter, ApiCallLogRecord, ApiCallOutcome, ApiCallState, CachedResponse, NewApiCallLog,
 };
 pub use cases::{CaseFilter, CasePage, CasePatch, NewCase};
-pub use connections::{ConnectionChange, ConnectionRecord, NewConnection};
+pub use connections::{ConnectionChange, ConnectionRecord, NewConnection, RefreshTokenOwner};
 pub use db::{Dialect, from_micros, now_micros, to_micros, to_micros_checked};
 pub use deliveries::{
     AttemptRecord, AttemptStats, DELIVERY_QUEUE, DeliveryFilter, DeliveryRecord, DispatchBacklog,

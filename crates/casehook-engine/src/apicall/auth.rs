@@ -21,7 +21,7 @@ use casehook_store::Store;
 use rand::RngCore;
 use time::OffsetDateTime;
 
-use super::prepare::{Credentials, KeptUnder, OAuth2Client};
+use super::prepare::{Credentials, OAuth2Client};
 
 /// Tokens are renewed this long before they expire (or a tenth of their life, if shorter).
 const RENEW_BEFORE: Duration = Duration::from_secs(60);
@@ -446,18 +446,14 @@ impl KeptRefreshTokens {
     /// The newest refresh token kept for the client's connection, unless a refresh token was
     /// configured since it was kept. Problems are logged: the configured token is used then.
     async fn load(&self, oauth: &OAuth2Client) -> Option<String> {
-        let (Some(under), Some(configured)) = (oauth.kept_under, &oauth.refresh_token) else {
+        let (Some(owner), Some(configured)) = (oauth.kept_under, &oauth.refresh_token) else {
             return None;
         };
-        let (ws, id) = under.workspace_and_id();
+        let (_, id) = owner.parts();
         if oauth.grant != OAuth2Grant::RefreshToken {
             return None;
         }
-        let found = match under {
-            KeptUnder::Connection(..) => self.store.rotated_refresh_token(ws, id).await,
-            KeptUnder::Inline(..) => self.store.inline_refresh_token(ws, id).await,
-        };
-        let sealed = match found {
+        let sealed = match self.store.rotated_refresh_token(owner).await {
             Ok(found) => found?,
             Err(e) => {
                 tracing::warn!(connection = %id, error = %e, "kept refresh token unreadable; using the configured one");
@@ -482,10 +478,10 @@ impl KeptRefreshTokens {
     /// Keep `rotated` as the connection's newest refresh token. A failure is logged: this
     /// process still holds the token, but a restart would start from an older one.
     async fn keep(&self, oauth: &OAuth2Client, rotated: &str) {
-        let (Some(under), Some(configured)) = (oauth.kept_under, &oauth.refresh_token) else {
+        let (Some(owner), Some(configured)) = (oauth.kept_under, &oauth.refresh_token) else {
             return;
         };
-        let (ws, id) = under.workspace_and_id();
+        let (_, id) = owner.parts();
         let kept = KeptRefreshToken {
             token: rotated.to_owned(),
             configured: configured.clone(),
@@ -498,13 +494,11 @@ impl KeptRefreshTokens {
                     .map_err(|e| e.to_string())
             });
         let kept = match sealed {
-            Ok(sealed) => match under {
-                KeptUnder::Connection(..) => {
-                    self.store.keep_rotated_refresh_token(ws, id, sealed).await
-                }
-                KeptUnder::Inline(..) => self.store.keep_inline_refresh_token(ws, id, sealed).await,
-            }
-            .map_err(|e| e.to_string()),
+            Ok(sealed) => self
+                .store
+                .keep_rotated_refresh_token(owner, sealed)
+                .await
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
         if let Err(e) = kept {

@@ -14,7 +14,7 @@ use casehook_core::template::{
 };
 use casehook_core::{ConnectionId, WorkspaceId};
 use casehook_outbound::{Method, OutboundRequest};
-use casehook_store::{ConnectionRecord, Store};
+use casehook_store::{ConnectionRecord, RefreshTokenOwner, Store};
 use serde_json::{Value, json};
 
 /// A connection ready to use: its configuration and its opened credentials.
@@ -88,24 +88,7 @@ pub struct OAuth2Client {
     pub basic: bool,
     /// Where a refresh token the server rotates in is kept; none keeps it in this process
     /// only.
-    pub kept_under: Option<KeptUnder>,
-}
-
-/// Where a rotated refresh token is kept (sealed, in the store).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KeptUnder {
-    /// The connection whose credentials these are.
-    Connection(WorkspaceId, ConnectionId),
-    /// A request's own auth: an id derived from the grant (see `keep_rotated_tokens_in`).
-    Inline(WorkspaceId, ConnectionId),
-}
-
-impl KeptUnder {
-    pub fn workspace_and_id(self) -> (WorkspaceId, ConnectionId) {
-        match self {
-            Self::Connection(ws, id) | Self::Inline(ws, id) => (ws, id),
-        }
-    }
+    pub kept_under: Option<RefreshTokenOwner>,
 }
 
 impl OAuth2Client {
@@ -133,7 +116,7 @@ impl OAuth2Client {
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&digest[..16]);
         let id = uuid::Builder::from_custom_bytes(bytes).into_uuid();
-        self.kept_under = Some(KeptUnder::Inline(workspace, ConnectionId(id)));
+        self.kept_under = Some(RefreshTokenOwner::Inline(workspace, ConnectionId(id)));
     }
 }
 
@@ -387,7 +370,10 @@ pub fn prepare(
         Some(auth) => render_credentials(auth, &scope, &mut sensitive)?,
     };
     if let (Credentials::OAuth2(oauth), Some(c)) = (&mut credentials, connection) {
-        oauth.kept_under = Some(KeptUnder::Connection(c.record.workspace_id, c.record.id));
+        oauth.kept_under = Some(RefreshTokenOwner::Connection(
+            c.record.workspace_id,
+            c.record.id,
+        ));
     }
     sensitive.sort();
     sensitive.dedup();

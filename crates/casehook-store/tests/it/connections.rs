@@ -5,6 +5,7 @@
 
 use casehook_core::sealed::{MasterKey, context};
 use casehook_core::{ConnectionId, SecretId};
+use casehook_store::RefreshTokenOwner::{Connection, Inline};
 use casehook_store::{NewConnection, NewSecret, Store, StoreError};
 use serde_json::json;
 
@@ -43,28 +44,34 @@ async fn the_newest_refresh_token_is_kept_per_connection_and_workspace(store: St
     let crm = connection(&store, ws).await;
     let erp = connection(&store, other_ws).await;
     assert_eq!(
-        store.rotated_refresh_token(ws, crm).await.expect("read"),
+        store
+            .rotated_refresh_token(Connection(ws, crm))
+            .await
+            .expect("read"),
         None
     );
 
     for token in ["rt-1", "rt-2"] {
         store
-            .keep_rotated_refresh_token(ws, crm, sealed(&key, crm, token))
+            .keep_rotated_refresh_token(Connection(ws, crm), sealed(&key, crm, token))
             .await
             .expect("keep");
     }
-    let kept = store.rotated_refresh_token(ws, crm).await.expect("read");
+    let kept = store
+        .rotated_refresh_token(Connection(ws, crm))
+        .await
+        .expect("read");
     assert_eq!(opened(&key, crm, &kept.expect("kept")), "rt-2");
     assert_eq!(
         store
-            .rotated_refresh_token(other_ws, crm)
+            .rotated_refresh_token(Connection(other_ws, crm))
             .await
             .expect("read"),
         None,
         "another workspace sees nothing"
     );
     let refused = store
-        .keep_rotated_refresh_token(other_ws, crm, sealed(&key, crm, "rt-x"))
+        .keep_rotated_refresh_token(Connection(other_ws, crm), sealed(&key, crm, "rt-x"))
         .await;
     assert!(
         matches!(refused, Err(StoreError::NotFound(_))),
@@ -72,7 +79,7 @@ async fn the_newest_refresh_token_is_kept_per_connection_and_workspace(store: St
     );
     assert_eq!(
         store
-            .rotated_refresh_token(other_ws, erp)
+            .rotated_refresh_token(Connection(other_ws, erp))
             .await
             .expect("read"),
         None
@@ -80,11 +87,14 @@ async fn the_newest_refresh_token_is_kept_per_connection_and_workspace(store: St
 
     store.delete_connection(ws, crm).await.expect("delete");
     assert_eq!(
-        store.rotated_refresh_token(ws, crm).await.expect("read"),
+        store
+            .rotated_refresh_token(Connection(ws, crm))
+            .await
+            .expect("read"),
         None
     );
     let refused = store
-        .keep_rotated_refresh_token(ws, crm, sealed(&key, crm, "rt-3"))
+        .keep_rotated_refresh_token(Connection(ws, crm), sealed(&key, crm, "rt-3"))
         .await;
     assert!(
         matches!(refused, Err(StoreError::NotFound(_))),
@@ -101,27 +111,36 @@ async fn inline_refresh_tokens_are_kept_per_key_and_workspace(store: Store) {
     let other_ws = workspace(&store, "other").await;
     let grant = ConnectionId::new();
     assert_eq!(
-        store.inline_refresh_token(ws, grant).await.expect("read"),
+        store
+            .rotated_refresh_token(Inline(ws, grant))
+            .await
+            .expect("read"),
         None
     );
     for token in ["rt-1", "rt-2"] {
         store
-            .keep_inline_refresh_token(ws, grant, sealed(&key, grant, token))
+            .keep_rotated_refresh_token(Inline(ws, grant), sealed(&key, grant, token))
             .await
             .expect("keep without a connection");
     }
-    let kept = store.inline_refresh_token(ws, grant).await.expect("read");
+    let kept = store
+        .rotated_refresh_token(Inline(ws, grant))
+        .await
+        .expect("read");
     assert_eq!(opened(&key, grant, &kept.expect("kept")), "rt-2");
     assert_eq!(
         store
-            .inline_refresh_token(other_ws, grant)
+            .rotated_refresh_token(Inline(other_ws, grant))
             .await
             .expect("read"),
         None,
         "another workspace sees nothing"
     );
     assert_eq!(
-        store.rotated_refresh_token(ws, grant).await.expect("read"),
+        store
+            .rotated_refresh_token(Connection(ws, grant))
+            .await
+            .expect("read"),
         None,
         "not a connection's token"
     );
@@ -137,14 +156,14 @@ async fn kept_refresh_tokens_are_resealed_with_the_master_key(store: Store) {
     let ws = workspace(&store, "w").await;
     let crm = connection(&store, ws).await;
     store
-        .keep_rotated_refresh_token(ws, crm, sealed(&old, crm, "rt-kept"))
+        .keep_rotated_refresh_token(Connection(ws, crm), sealed(&old, crm, "rt-kept"))
         .await
         .expect("keep");
 
     let resealed = store.reseal_all(&old, &new).await.expect("reseal");
     assert_eq!(resealed.values, 1);
     let kept = store
-        .rotated_refresh_token(ws, crm)
+        .rotated_refresh_token(Connection(ws, crm))
         .await
         .expect("read")
         .expect("still kept");
@@ -168,7 +187,7 @@ async fn a_process_whose_master_key_was_rotated_away_seals_nothing(db: TestDb) {
     other.reseal_all(&old, &new).await.expect("reseal");
 
     let refused = store
-        .keep_rotated_refresh_token(ws, crm, sealed(&old, crm, "rt-stale"))
+        .keep_rotated_refresh_token(Connection(ws, crm), sealed(&old, crm, "rt-stale"))
         .await;
     match refused {
         Err(StoreError::KeyRotated { ours, theirs }) => {
@@ -191,7 +210,10 @@ async fn a_process_whose_master_key_was_rotated_away_seals_nothing(db: TestDb) {
         "{refused:?}"
     );
     assert_eq!(
-        store.rotated_refresh_token(ws, crm).await.expect("read"),
+        store
+            .rotated_refresh_token(Connection(ws, crm))
+            .await
+            .expect("read"),
         None
     );
     assert!(
@@ -203,7 +225,7 @@ async fn a_process_whose_master_key_was_rotated_away_seals_nothing(db: TestDb) {
     workspace(store, "still writing").await;
     store.check_master_key(&new).await.expect("check");
     store
-        .keep_rotated_refresh_token(ws, crm, sealed(&new, crm, "rt-new"))
+        .keep_rotated_refresh_token(Connection(ws, crm), sealed(&new, crm, "rt-new"))
         .await
         .expect("sealed under the database's key");
 }
