@@ -15,6 +15,7 @@ pub mod live;
 pub mod peers;
 mod writeback;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -294,11 +295,25 @@ async fn run_deliveries(
             }
             continue;
         }
+        // One read for the batch's deliveries and events; a job left out reads its own.
+        let mut works = match engine.inner.store.deliveries_work(&jobs).await {
+            Ok(works) => works,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading claimed deliveries failed; each reads its own");
+                HashMap::new()
+            }
+        };
         for job in jobs {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
             };
-            spawn(&mut running, permit, Handed { job, work: None });
+            let work = works
+                .remove(&job.id)
+                .map(|(delivery, event)| deliver::Work {
+                    delivery,
+                    event: Arc::new(event),
+                });
+            spawn(&mut running, permit, Handed { job, work });
         }
     }
     // Deliveries handed to us but not started go back to the queue at once, rather than

@@ -10,6 +10,7 @@
 //! records the attempt, the delivery's new state, the job's fate and the endpoint's health
 //! marks in one transaction (`record_attempt`).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use casehook_core::event::{Actor, ActorKind, Event};
@@ -167,8 +168,13 @@ const COLUMNS: &str = "id, workspace_id, endpoint_id, event_id, event_sequence, 
                        attempts, next_attempt_at, last_status, last_error, created_at, updated_at, finished_at";
 
 fn delivery_from(row: &Row) -> Result<DeliveryRecord> {
+    delivery_with_id_in(row, "id")
+}
+
+/// A delivery from a row whose id is in `id_column` (a join with its event has two ids).
+fn delivery_with_id_in(row: &Row, id_column: &str) -> Result<DeliveryRecord> {
     Ok(DeliveryRecord {
-        id: DeliveryId(row.uuid("id")?),
+        id: DeliveryId(row.uuid(id_column)?),
         workspace_id: WorkspaceId(row.uuid("workspace_id")?),
         endpoint_id: EndpointId(row.uuid("endpoint_id")?),
         event_id: EventId(row.uuid("event_id")?),
@@ -222,6 +228,20 @@ async fn get(
 }
 
 /// The workspace and delivery a delivery job names.
+/// A delivery joined with its event, as [`work_from`] reads it; a `WHERE` follows.
+const WORK_SELECT: &str = "SELECT e.id, e.sequence, e.workspace_id, e.type, e.case_id, e.form_id, e.actor, e.data,
+        e.changes, e.skip_triggers, e.occurred_at, d.id AS delivery_id, d.endpoint_id, d.event_id,
+        d.event_sequence, d.event_type, d.origin, d.state, d.attempts, d.next_attempt_at, d.last_status,
+        d.last_error, d.created_at, d.updated_at, d.finished_at
+ FROM deliveries d JOIN events e ON e.workspace_id = d.workspace_id AND e.sequence = d.event_sequence";
+
+fn work_from(row: &Row) -> Result<(DeliveryRecord, Event)> {
+    Ok((
+        delivery_with_id_in(row, "delivery_id")?,
+        crate::events::event_from(row)?,
+    ))
+}
+
 fn job_target(job: &ClaimedJob) -> Result<(WorkspaceId, DeliveryId)> {
     let id = job
         .payload
@@ -1013,39 +1033,53 @@ impl Store {
         let row = lease
             .conn()
             .fetch_one(
-                "SELECT e.id, e.sequence, e.workspace_id, e.type, e.case_id, e.form_id, e.actor, e.data, e.changes,
-                        e.skip_triggers, e.occurred_at, d.id AS delivery_id, d.endpoint_id, d.origin, d.state,
-                        d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.created_at AS d_created_at,
-                        d.updated_at AS d_updated_at, d.finished_at
-                 FROM deliveries d JOIN events e ON e.workspace_id = d.workspace_id AND e.sequence = d.event_sequence
-                 WHERE d.id = $1 AND d.workspace_id = $2",
+                &format!("{WORK_SELECT} WHERE d.id = $1 AND d.workspace_id = $2"),
                 &args![id, workspace],
                 "delivery",
             )
             .await?;
-        let event = crate::events::event_from(&row)?;
-        let delivery = DeliveryRecord {
-            id: DeliveryId(row.uuid("delivery_id")?),
-            workspace_id: event.workspace_id,
-            endpoint_id: EndpointId(row.uuid("endpoint_id")?),
-            event_id: event.id,
-            event_sequence: event.sequence,
-            event_type: event.event_type.clone(),
-            case_id: event.case_id,
-            origin: row.text("origin")?,
-            state: row.text("state")?,
-            attempts: row.i64("attempts")?,
-            next_attempt_at: row
-                .opt_i64("next_attempt_at")?
-                .map(from_micros)
-                .transpose()?,
-            last_status: row.opt_i64("last_status")?,
-            last_error: row.opt_text("last_error")?,
-            created_at: from_micros(row.i64("d_created_at")?)?,
-            updated_at: from_micros(row.i64("d_updated_at")?)?,
-            finished_at: row.opt_i64("finished_at")?.map(from_micros).transpose()?,
-        };
-        Ok((delivery, event))
+        work_from(&row)
+    }
+
+    /// The deliveries of a batch of claimed jobs, with their events, in one read, by job. A
+    /// job whose delivery is gone, or whose payload names none, is absent: the caller deals
+    /// with it alone ([`Store::delivery_work`] says why).
+    pub async fn deliveries_work(
+        &self,
+        jobs: &[ClaimedJob],
+    ) -> Result<HashMap<JobId, (DeliveryRecord, Event)>> {
+        let targets: Vec<(JobId, WorkspaceId, DeliveryId)> = jobs
+            .iter()
+            .filter_map(|job| job_target(job).ok().map(|(ws, id)| (job.id, ws, id)))
+            .collect();
+        if targets.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let placeholders: Vec<String> = (1..=targets.len()).map(|i| format!("${i}")).collect();
+        let params: Vec<Arg> = targets.iter().map(|(_, _, id)| Arg::from(*id)).collect();
+        let mut lease = self.read().await?;
+        let rows = lease
+            .conn()
+            .fetch_all(
+                &format!("{WORK_SELECT} WHERE d.id IN ({})", placeholders.join(", ")),
+                &params,
+            )
+            .await?;
+        let mut found: HashMap<DeliveryId, (DeliveryRecord, Event)> = HashMap::new();
+        for row in &rows {
+            let (delivery, event) = work_from(row)?;
+            found.insert(delivery.id, (delivery, event));
+        }
+        // A job only gets a delivery of its own workspace, whatever its payload says.
+        Ok(targets
+            .into_iter()
+            .filter_map(|(job, workspace, id)| {
+                found
+                    .remove(&id)
+                    .filter(|(delivery, _)| delivery.workspace_id == workspace)
+                    .map(|work| (job, work))
+            })
+            .collect())
     }
 
     /// The delivery a claimed job is for.

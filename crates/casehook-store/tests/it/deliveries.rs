@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use casehook_core::event::Event;
-use casehook_core::{EndpointId, WorkspaceId};
+use casehook_core::{EndpointId, JobId, WorkspaceId};
 use casehook_store::{
     ClaimedJob, DELIVERY_QUEUE, DeliveryFilter, DeliveryRecord, EndpointChange, EventFilter,
     FeedNews, NewAttempt, NewDelivery, NewEndpoint, Settlement, Store, StoreError, now_micros,
@@ -97,6 +97,51 @@ fn attempt(verdict: &str, status: Option<i64>) -> NewAttempt {
         error_message: (verdict != "success").then(|| "HTTP 500".to_string()),
         verdict: verdict.into(),
     }
+}
+
+async fn claimed_deliveries_are_read_in_one_batch(store: Store) {
+    let a = Setup::new(&store, "a").await;
+    let b = Setup::new(&store, "b").await;
+    let ep_a = endpoint(&store, a.ws, "crm").await;
+    let ep_b = endpoint(&store, b.ws, "crm").await;
+    for n in 0..3 {
+        a.create(&store, json!({"n": n})).await;
+    }
+    b.create(&store, json!({})).await;
+    dispatch_all(&store, &a, ep_a).await;
+    dispatch_all(&store, &b, ep_b).await;
+    let jobs = claim(&store).await;
+    assert_eq!(jobs.len(), 4);
+
+    let mut forged = jobs
+        .iter()
+        .find(|j| j.workspace == Some(a.ws))
+        .expect("a job of a")
+        .clone();
+    forged.id = JobId::new();
+    forged.workspace = Some(b.ws);
+    let mut nameless = jobs[0].clone();
+    nameless.id = JobId::new();
+    nameless.payload = json!({});
+    let mut asked = jobs.clone();
+    asked.extend([forged.clone(), nameless.clone()]);
+
+    let works = store.deliveries_work(&asked).await.expect("batch read");
+    assert_eq!(works.len(), 4, "one work per real job");
+    for job in &jobs {
+        let alone = store.delivery_work(job).await.expect("read alone");
+        assert_eq!(
+            works.get(&job.id),
+            Some(&alone),
+            "the batch reads what a read alone does"
+        );
+    }
+    assert!(
+        !works.contains_key(&forged.id),
+        "a job never gets another workspace's delivery"
+    );
+    assert!(!works.contains_key(&nameless.id));
+    assert!(store.deliveries_work(&[]).await.expect("empty").is_empty());
 }
 
 async fn dispatch_fans_out_each_event_once(store: Store) {
@@ -634,6 +679,7 @@ contract_tests!(
     feed_news_names_the_workspaces_that_got_events,
     concurrent_attempts_settle_each_delivery,
     dispatched_deliveries_can_come_back_leased,
+    claimed_deliveries_are_read_in_one_batch,
     dispatch_fans_out_each_event_once,
     attempts_settle_delivery_job_and_health,
     a_lost_lease_changes_no_state,
