@@ -25,8 +25,8 @@ use serde_json::{Map, Value, json};
 
 use crate::{Engine, EngineError};
 
-/// The queue API-call runs wait on.
-pub const API_CALL_QUEUE: &str = "api_calls";
+pub use casehook_store::API_CALL_QUEUE;
+
 /// Longest pause between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 

@@ -13,17 +13,20 @@ use time::OffsetDateTime;
 
 use crate::Store;
 use crate::cases::{CasePatch, UpdateCase};
-use crate::db::{Conn, Row, args, from_micros, now_micros};
+use crate::db::{Conn, Dialect, Row, args, from_micros, now_micros};
 use crate::error::Result;
 use crate::events::append;
 use crate::writer::{Tx, WriteOp};
+
+/// The job queue API-call runs (and sequences' actions) go on.
+pub const API_CALL_QUEUE: &str = "api_calls";
 
 /// The state of one API-call field of one case.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ApiCallState {
     pub field: String,
-    /// `ok`, `failed`, or `manual` (overwritten by hand). A run queued or retrying is not
-    /// shown here until it settles.
+    /// `ok`, `failed`, `manual` (overwritten by hand), or `pending`: no run has settled
+    /// yet, and one is under way (see `run`).
     pub status: String,
     #[serde(with = "time::serde::rfc3339::option")]
     pub fetched_at: Option<OffsetDateTime>,
@@ -35,6 +38,45 @@ pub struct ApiCallState {
     pub detail: Option<Value>,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// A run under way and not settled yet, whatever the last settled one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<OpenRun>,
+}
+
+/// A run of an API-call field that has not settled: waiting for a worker, in flight, or
+/// waiting to try again after a failure that may pass.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct OpenRun {
+    /// `queued`, `running` or `retrying`.
+    pub state: &'static str,
+    /// `on_create`, `on_update`, `manual` or `scheduled`, as the run was asked for.
+    pub trigger: Option<String>,
+    /// Tries started so far (the one in flight included).
+    pub attempts: i64,
+    /// Why the last try failed (`retrying`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the next try starts (`queued`, `retrying`).
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub next_try_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub queued_at: OffsetDateTime,
+}
+
+impl OpenRun {
+    /// Which of two open runs of one field to show: the furthest along (one in flight
+    /// before one retrying before one queued), then the oldest.
+    fn rank(&self) -> (u8, OffsetDateTime) {
+        let stage = match self.state {
+            "running" => 0,
+            "retrying" => 1,
+            _ => 2,
+        };
+        (stage, self.queued_at)
+    }
 }
 
 /// The outcome of a run, to settle.
@@ -119,7 +161,75 @@ fn state_from(row: &Row) -> Result<ApiCallState> {
         cached: row.bool("cached")?,
         detail: row.opt_json("detail")?,
         updated_at: from_micros(row.i64("updated_at")?)?,
+        run: None,
     })
+}
+
+/// An open API-call job as the run of a field (`None` for a job that is not a field's run,
+/// such as a schedule's fan-out or a sequence's action).
+fn open_run_from(row: &Row) -> Result<Option<(String, OpenRun)>> {
+    let payload = row.json("payload")?;
+    let Some(field) = payload.get("field").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    let attempts = row.i64("attempts")?;
+    let due_at = from_micros(row.i64("due_at")?)?;
+    let (state, next_try_at) = match (row.text("state")?.as_str(), attempts) {
+        ("running", _) => ("running", None),
+        (_, 0) => ("queued", Some(due_at)),
+        _ => ("retrying", Some(due_at)),
+    };
+    let run = OpenRun {
+        state,
+        trigger: payload
+            .get("trigger")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        attempts,
+        last_error: if state == "retrying" {
+            row.opt_text("last_error")?
+        } else {
+            None
+        },
+        next_try_at,
+        queued_at: from_micros(row.i64("created_at")?)?,
+    };
+    Ok(Some((field.to_owned(), run)))
+}
+
+/// Attach each field's open run to its state; a field with a run and no settled state yet
+/// gets a `pending` one.
+fn with_open_runs(
+    mut states: Vec<ApiCallState>,
+    runs: Vec<(String, OpenRun)>,
+) -> Vec<ApiCallState> {
+    for (field, run) in runs {
+        match states.iter_mut().find(|s| s.field == field) {
+            Some(state) => {
+                if state
+                    .run
+                    .as_ref()
+                    .is_none_or(|shown| run.rank() < shown.rank())
+                {
+                    state.run = Some(run);
+                }
+            }
+            None => states.push(ApiCallState {
+                field,
+                status: "pending".into(),
+                fetched_at: None,
+                error: None,
+                attempts: 0,
+                duration_ms: None,
+                cached: false,
+                detail: None,
+                updated_at: run.queued_at,
+                run: Some(run),
+            }),
+        }
+    }
+    states.sort_by(|a, b| a.field.cmp(&b.field));
+    states
 }
 
 fn log_from(row: &Row) -> Result<ApiCallLogRecord> {
@@ -408,21 +518,41 @@ impl Store {
         self.writer().run(Settle(outcome)).await
     }
 
-    /// The states of a case's API-call fields.
+    /// The states of a case's API-call fields, each with its run under way if one is.
     pub async fn api_call_states(
         &self,
         workspace: WorkspaceId,
         case: CaseId,
     ) -> Result<Vec<ApiCallState>> {
         let mut lease = self.read().await?;
-        let rows = lease
-            .conn()
+        let mut conn = lease.conn();
+        let rows = conn
             .fetch_all(
                 "SELECT * FROM api_call_states WHERE case_id = $1 AND workspace_id = $2 ORDER BY field_key",
                 &args![case, workspace],
             )
             .await?;
-        rows.iter().map(state_from).collect()
+        let states = rows.iter().map(state_from).collect::<Result<Vec<_>>>()?;
+        // The expression and the queue are spelled as in the partial index (migration 10).
+        let case_in_payload = match conn.dialect() {
+            Dialect::Sqlite => "json_extract(payload, '$.case_id')",
+            Dialect::Postgres => "(payload ->> 'case_id')",
+        };
+        let jobs = conn
+            .fetch_all(
+                &format!(
+                    "SELECT payload, state, attempts, due_at, last_error, created_at FROM jobs
+                     WHERE workspace_id = $1 AND {case_in_payload} = $2 AND queue = '{API_CALL_QUEUE}'
+                       AND state IN ('pending', 'running')"
+                ),
+                &args![workspace, case.as_uuid().to_string()],
+            )
+            .await?;
+        let mut runs = Vec::with_capacity(jobs.len());
+        for row in &jobs {
+            runs.extend(open_run_from(row)?);
+        }
+        Ok(with_open_runs(states, runs))
     }
 
     pub async fn log_api_call(&self, entry: NewApiCallLog) -> Result<ApiCallLogId> {

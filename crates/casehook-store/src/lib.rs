@@ -34,7 +34,8 @@ use std::sync::Arc;
 
 pub use actions::{ActionChange, ActionRecord, NewAction};
 pub use api_calls::{
-    ApiCallLogFilter, ApiCallLogRecord, ApiCallOutcome, ApiCallState, CachedResponse, NewApiCallLog,
+    API_CALL_QUEUE, ApiCallLogFilter, ApiCallLogRecord, ApiCallOutcome, ApiCallState,
+    CachedResponse, NewApiCallLog, OpenRun,
 };
 pub use cases::{CaseFilter, CasePage, CasePatch, NewCase};
 pub use connections::{ConnectionChange, ConnectionRecord, NewConnection, RefreshTokenOwner};

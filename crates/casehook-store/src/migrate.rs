@@ -71,6 +71,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0009_processes.sql"),
         postgres: include_str!("../migrations/postgres/0009_processes.sql"),
     },
+    Migration {
+        version: 10,
+        name: "api_call_runs",
+        sqlite: include_str!("../migrations/sqlite/0010_api_call_runs.sql"),
+        postgres: include_str!("../migrations/postgres/0010_api_call_runs.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_lock` ("casehook" in ASCII).

@@ -31,7 +31,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StateList {
-    /// One per API-call field that has run (or was overwritten by hand).
+    /// One per API-call field that has run, is running or waits to (or was overwritten by
+    /// hand): its last settled result, and the run under way (`run`: queued, running or
+    /// retrying, with the last error and the next try) if there is one.
     #[schema(value_type = Vec<Object>)]
     pub items: Vec<ApiCallState>,
 }
@@ -109,7 +111,7 @@ fn config_error(e: ConfigError) -> ApiError {
 }
 
 /// The API-call fields' states of a case: status, fetched_at, error, attempts, duration,
-/// cached, and who overwrote a value by hand.
+/// cached, who overwrote a value by hand, and the run under way if one is (`run`).
 #[utoipa::path(get, path = "/cases/{case}/api-calls", tag = "api-calls",
     params(("case" = String, Path, description = "case id or #number")),
     responses((status = 200, body = StateList), (status = 404, body = ErrorBody)), security(("api_key" = [])))]

@@ -158,7 +158,11 @@ async fn run(app: &TestApp, case: &str, field: &str) -> Value {
             .await
             .expect_status(200)
             .items();
-        if let Some(state) = states.into_iter().find(|s| s["field"] == field) {
+        // Settled, and nothing left under way.
+        if let Some(state) = states
+            .into_iter()
+            .find(|s| s["field"] == field && s.get("run").is_none())
+        {
             return state;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

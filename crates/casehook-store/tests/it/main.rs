@@ -8,6 +8,7 @@
 mod fixtures;
 mod harness;
 
+mod api_call_runs;
 mod claimers;
 mod connections;
 mod creation;

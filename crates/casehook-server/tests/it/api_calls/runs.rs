@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::{
     call_log, create_connection, failures_of, form_with, get_case, settled, settled_after,
-    state_of, states,
+    state_of, state_when, states,
 };
 use crate::stub_api::{Reply, StubApi};
 use crate::support::{TestApp, api_tests, text};
@@ -130,10 +130,14 @@ async fn creating_a_case_returns_while_its_api_call_is_still_waiting_for_an_answ
         "{}",
         patched.text
     );
-    assert!(
-        state_of(&app, &id, "lookup").await.is_none(),
-        "no result before the answer"
+    let waiting = state_of(&app, &id, "lookup").await.expect("a state");
+    assert_eq!(
+        waiting["status"], "pending",
+        "no result before the answer: {waiting}"
     );
+    assert_eq!(waiting["run"]["state"], "running", "{waiting}");
+    assert_eq!(waiting["run"]["trigger"], "on_create", "{waiting}");
+    assert_eq!(waiting["run"]["attempts"], 1, "{waiting}");
 
     stub.release();
     let state = settled(&app, &id, "lookup").await;
@@ -161,8 +165,19 @@ async fn a_503_is_retried_until_the_api_answers_and_the_attempts_are_recorded(ap
     .await;
     let id = text(&app.create_case(&form, json!({"vat": "DE1"})).await["id"]);
 
+    // Between tries the state says the run waits to try again, and why.
+    let waiting = state_when(&app, &id, "lookup", |s| s["run"]["state"] == "retrying").await;
+    assert_eq!(waiting["status"], "pending", "{waiting}");
+    let error = waiting["run"]["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("503"), "{waiting}");
+    assert!(waiting["run"]["next_try_at"].is_string(), "{waiting}");
+
     let state = settled(&app, &id, "lookup").await;
     assert_eq!(state["status"], "ok", "{state}");
+    assert!(
+        state.get("run").is_none(),
+        "nothing left under way: {state}"
+    );
     assert_eq!(state["attempts"], 3, "two 503s, then the answer: {state}");
     assert!(state["error"].is_null(), "{state}");
     assert_eq!(stub.seen().len(), 3);
