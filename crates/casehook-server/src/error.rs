@@ -110,6 +110,15 @@ impl From<StoreError> for ApiError {
                 message,
                 details,
             },
+            StoreError::StorageFull(_) => {
+                tracing::error!(error = %e, "a write was refused: the database's storage is full");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage_full",
+                    "the database's storage is full: nothing of this request was written, and \
+                     what was accepted before is kept; try again once there is room",
+                )
+            }
             StoreError::Closed | StoreError::Unavailable(_) => {
                 tracing::error!(error = %e, "store unavailable");
                 ApiError::new(

@@ -40,6 +40,11 @@ pub enum StoreError {
         "the master key was rotated: the database is sealed under key {theirs}, this server holds key {ours}; restart it with the new key"
     )]
     KeyRotated { ours: String, theirs: String },
+    /// The database's storage is full (SQLite: the disk under the data directory;
+    /// PostgreSQL: its own disk); nothing of the operation was committed, and writes work
+    /// again as soon as there is room.
+    #[error("the database's storage is full: {0}")]
+    StorageFull(String),
     /// The writer task has stopped (the server is shutting down).
     #[error("the store is shutting down")]
     Closed,
@@ -81,6 +86,27 @@ impl StoreError {
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
                 e.code == rusqlite::ErrorCode::DatabaseBusy
             }
+            _ => false,
+        }
+    }
+
+    /// Whether the database refused the write for want of room (SQLite's `SQLITE_FULL`,
+    /// PostgreSQL's `disk_full`).
+    pub(crate) fn is_storage_full(&self) -> bool {
+        match self {
+            StoreError::StorageFull(_) => true,
+            StoreError::Backend(sqlx::Error::Database(db)) => {
+                let sqlite = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some();
+                match db.code().as_deref() {
+                    Some("13") => sqlite,
+                    Some("53100") => !sqlite,
+                    _ => false,
+                }
+            }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            StoreError::Item { source, .. } => source.is_storage_full(),
             _ => false,
         }
     }

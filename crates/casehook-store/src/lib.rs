@@ -159,6 +159,12 @@ impl Store {
         &self.inner.writer
     }
 
+    /// Whether writes currently fail because the database's storage is full: set by a
+    /// write refused for want of room, cleared by the next that commits.
+    pub fn storage_full(&self) -> bool {
+        self.inner.writer.storage_full()
+    }
+
     fn sealing_key(&self) -> &SealingKey {
         &self.inner.sealing
     }

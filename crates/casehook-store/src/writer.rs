@@ -14,6 +14,7 @@ use std::any::{Any, TypeId};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -196,6 +197,27 @@ impl<O: WriteOp> Queued for Pending<O> {
 #[derive(Clone, Debug)]
 pub(crate) struct Writer {
     queue: mpsc::Sender<Box<dyn Queued>>,
+    health: Arc<WriterHealth>,
+}
+
+/// What the writer learnt from its last batch that the rest of the process should know.
+#[derive(Debug, Default)]
+pub(crate) struct WriterHealth {
+    /// The last batch failed for want of room, and none has committed since.
+    storage_full: AtomicBool,
+}
+
+impl WriterHealth {
+    fn committed(&self) {
+        if self.storage_full.load(Ordering::Relaxed) {
+            tracing::info!("the database takes writes again");
+            self.storage_full.store(false, Ordering::Relaxed);
+        }
+    }
+
+    fn full(&self) {
+        self.storage_full.store(true, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for dyn Queued {
@@ -212,6 +234,8 @@ impl Writer {
         sealing: Arc<SealingKey>,
     ) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
+        let health = Arc::new(WriterHealth::default());
+        let shared = health.clone();
         match pool {
             // SQLite calls block: give the writer a thread and a small runtime of its own so
             // the server's worker threads never wait on the database.
@@ -224,7 +248,7 @@ impl Writer {
                             .build()
                         {
                             Ok(runtime) => {
-                                runtime.block_on(writer_loop(pool, rx, notifiers, sealing))
+                                runtime.block_on(writer_loop(pool, rx, notifiers, sealing, shared))
                             }
                             Err(e) => {
                                 tracing::error!(error = %e, "cannot start the writer's runtime")
@@ -237,10 +261,15 @@ impl Writer {
                 }
             }
             WritePool::Shared(_) => {
-                tokio::spawn(writer_loop(pool, rx, notifiers, sealing));
+                tokio::spawn(writer_loop(pool, rx, notifiers, sealing, shared));
             }
         }
-        Self { queue }
+        Self { queue, health }
+    }
+
+    /// Whether writes currently fail because the database's storage is full.
+    pub(crate) fn storage_full(&self) -> bool {
+        self.health.storage_full.load(Ordering::Relaxed)
     }
 
     /// Run `op` in the next batch; returns once its batch is committed (or it failed).
@@ -272,6 +301,7 @@ async fn writer_loop(
     mut rx: mpsc::Receiver<Box<dyn Queued>>,
     notifiers: Arc<Notifiers>,
     sealing: Arc<SealingKey>,
+    health: Arc<WriterHealth>,
 ) {
     let mut batch: Vec<Box<dyn Queued>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
@@ -282,7 +312,7 @@ async fn writer_loop(
                 Err(_) => break,
             }
         }
-        commit_batch(&mut pool, &mut batch, &sealing, &notifiers).await;
+        commit_batch(&mut pool, &mut batch, &sealing, &notifiers, &health).await;
         // After the batch is answered, so that its requests do not wait on the upkeep.
         pool.between_batches();
     }
@@ -302,10 +332,11 @@ async fn commit_batch(
     batch: &mut Vec<Box<dyn Queued>>,
     sealing: &SealingKey,
     notifiers: &Notifiers,
+    health: &WriterHealth,
 ) {
-    if let Attempt::Split = attempt(pool, batch, sealing, notifiers).await {
+    if let Attempt::Split = attempt(pool, batch, sealing, notifiers, health).await {
         for op in batch.drain(..) {
-            attempt(pool, &mut vec![op], sealing, notifiers).await;
+            attempt(pool, &mut vec![op], sealing, notifiers, health).await;
         }
     }
 }
@@ -322,6 +353,7 @@ async fn attempt(
     batch: &mut Vec<Box<dyn Queued>>,
     sealing: &SealingKey,
     notifiers: &Notifiers,
+    health: &WriterHealth,
 ) -> Attempt {
     let mut lease = match pool.acquire().await {
         Ok(lease) => lease,
@@ -339,9 +371,13 @@ async fn attempt(
         sealing,
     };
     let mut failures: Vec<Option<StoreError>> = Vec::with_capacity(batch.len());
+    let mut wrote = false;
     let committed = match run_all(&mut tx, batch, &mut failures).await {
         Ok(Ran::Commit) => match announce(&mut tx, &notifiers.origin).await {
-            Ok(()) => tx.conn.batch("COMMIT").await,
+            Ok(()) => {
+                wrote = true;
+                tx.conn.batch("COMMIT").await
+            }
             Err(e) => Err(e),
         },
         Ok(Ran::Nothing) => Ok(()),
@@ -354,17 +390,38 @@ async fn attempt(
             tracing::debug!(error = %e, size = batch.len(), "batch hit a lock conflict; running its operations one by one");
             return Attempt::Split;
         }
-        // The batch is lost as a whole: fail every operation.
-        tracing::error!(error = %e, size = batch.len(), "write batch failed");
-        let message = format!("write failed: {e}");
+        // The batch is lost as a whole: fail every operation. Out of room, SQLite may have
+        // rolled the transaction back itself, so the error at hand may be only the
+        // aftermath; an operation's own failure says what happened.
+        let full =
+            e.is_storage_full() || failures.iter().flatten().any(StoreError::is_storage_full);
+        tracing::error!(error = %e, size = batch.len(), storage_full = full, "write batch failed");
+        if full {
+            health.full();
+        }
+        let message = e.to_string();
         for op in batch.drain(..) {
-            op.finish(Some(StoreError::Unavailable(message.clone())));
+            op.finish(Some(if full {
+                StoreError::StorageFull(message.clone())
+            } else {
+                StoreError::Unavailable(format!("write failed: {message}"))
+            }));
         }
         return Attempt::Done;
     }
     notifiers.wake(&tx.woken);
+    if wrote {
+        health.committed();
+    }
     for (op, failure) in batch.drain(..).zip(failures) {
-        op.finish(failure);
+        op.finish(failure.map(|e| {
+            if e.is_storage_full() {
+                health.full();
+                StoreError::StorageFull(e.to_string())
+            } else {
+                e
+            }
+        }));
     }
     Attempt::Done
 }
@@ -409,9 +466,10 @@ async fn run_all(
                 Ok(Ran::Commit)
             }
             Err(e) => {
+                // Kept before the rollback, which fails if SQLite already rolled back.
+                failures.push(Some(e));
                 tx.conn.batch("ROLLBACK").await?;
                 tx.woken.clear();
-                failures.push(Some(e));
                 Ok(Ran::Nothing)
             }
         };
@@ -445,10 +503,12 @@ async fn run_all(
                 return Ok(Ran::Split);
             }
             Err(e) => {
+                // Kept before the rollback, which fails if SQLite already rolled back the
+                // whole transaction (it may, out of room): then the batch fails as one.
+                failures.push(Some(e));
                 tx.conn.execute("ROLLBACK TO SAVEPOINT op", &[]).await?;
                 tx.conn.execute("RELEASE SAVEPOINT op", &[]).await?;
                 tx.woken = woken_before;
-                failures.push(Some(e));
             }
         }
     }
@@ -479,7 +539,10 @@ async fn run_unguarded(
         } else {
             first.run_set(rest, tx).await
         };
-        if ran.is_err() {
+        if let Err(e) = ran {
+            // Kept in case the rollback fails (SQLite, out of room, may have rolled back
+            // already); a split starts its failures afresh.
+            failures.push(Some(e));
             tx.conn.batch("ROLLBACK").await?;
             return Ok(Ran::Split);
         }

@@ -1,5 +1,5 @@
 //! Operational endpoints outside `/api/v1`'s authentication: liveness, readiness (the
-//! database answers) and Prometheus metrics.
+//! database answers and has room for writes) and Prometheus metrics.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -23,6 +23,14 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    if state.store.storage_full() {
+        // Reads still work, but a process that cannot take writes should get no traffic.
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_full",
+            "the database's storage is full: writes are refused until there is room",
+        ));
+    }
     match state.store.ping().await {
         Ok(()) => Ok(Json(
             json!({"status": "ready", "database": state.store.dialect_name()}),
@@ -39,6 +47,8 @@ async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let full = if state.store.storage_full() { 1.0 } else { 0.0 };
+    metrics::gauge!("casehook_storage_full").set(full);
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -6,6 +6,7 @@ mod api_calls;
 mod data_dir;
 mod deliveries;
 mod first_start;
+mod full_disk;
 mod harness;
 mod inbound;
 mod logs;
