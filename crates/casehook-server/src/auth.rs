@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::generation::Generation;
 
 const KEY_PREFIX: &str = "chk_";
 
@@ -56,24 +57,23 @@ pub fn hash_key(secret: &str) -> String {
 }
 
 /// Verified-key cache: key hash → key (None for unknown keys, so floods of bad keys do not
-/// reach the database either).
+/// reach the database either). A copy read before any key changed, through any process, is
+/// not served (see [`Generation`]); the time to live is the net for a missed wake-up.
 #[derive(Clone, Debug)]
-pub struct KeyCache(moka::sync::Cache<String, Option<ApiKeyRecord>>);
-
-impl Default for KeyCache {
-    fn default() -> Self {
-        Self(
-            moka::sync::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(10))
-                .build(),
-        )
-    }
+pub struct KeyCache {
+    by_hash: moka::sync::Cache<String, (u64, Option<ApiKeyRecord>)>,
+    generation: Generation,
 }
 
 impl KeyCache {
-    pub fn clear(&self) {
-        self.0.invalidate_all();
+    pub fn new(generation: Generation) -> Self {
+        Self {
+            by_hash: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(10))
+                .build(),
+            generation,
+        }
     }
 
     pub(crate) async fn lookup(
@@ -82,11 +82,14 @@ impl KeyCache {
         secret: &str,
     ) -> Result<Option<ApiKeyRecord>, ApiError> {
         let hash = hash_key(secret);
-        if let Some(hit) = self.0.get(&hash) {
+        let now = self.generation.now();
+        if let Some((read_at, hit)) = self.by_hash.get(&hash)
+            && self.generation.is_current(read_at)
+        {
             return Ok(hit);
         }
         let found = store.find_api_key(&hash).await?;
-        self.0.insert(hash, found.clone());
+        self.by_hash.insert(hash, (now, found.clone()));
         Ok(found)
     }
 }

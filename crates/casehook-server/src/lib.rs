@@ -9,6 +9,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod error;
 pub mod extract;
+pub mod generation;
 pub mod inbound;
 pub mod middleware;
 mod openapi;
@@ -33,6 +34,7 @@ pub use openapi::openapi_document;
 
 use crate::auth::KeyCache;
 use crate::error::ApiResult;
+use crate::generation::Generation;
 
 /// Server settings (validated by the binary before they get here).
 #[derive(Clone, Debug)]
@@ -70,49 +72,23 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Store, config: ServerConfig, engine: Engine) -> Self {
-        let state = Self {
+        let keys = KeyCache::new(Generation::of(&store, casehook_store::API_KEYS_CHANGED));
+        let hooks = inbound::HookCache::new(Generation::of(
+            &store,
+            casehook_store::INBOUND_HOOKS_CHANGED,
+        ));
+        Self {
             store,
             config: Arc::new(config),
             metrics: middleware::prometheus(),
-            keys: KeyCache::default(),
+            keys,
             engine,
             forms: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(30))
                 .build(),
-            hooks: inbound::HookCache::default(),
-        };
-        state.forget_on_change();
-        state
-    }
-
-    /// Forget cached API keys and inbound hooks whenever they change, through this process
-    /// or (on PostgreSQL) another one: a revoked key or a disabled hook stops working
-    /// everywhere at once. The caches' time to live remains the net for a missed wake-up.
-    /// Ends with the store.
-    fn forget_on_change(&self) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let mut keys_changed = self.store.watch_queue(casehook_store::API_KEYS_CHANGED);
-        let mut hooks_changed = self
-            .store
-            .watch_queue(casehook_store::INBOUND_HOOKS_CHANGED);
-        let (keys, hooks) = (self.keys.clone(), self.hooks.clone());
-        runtime.spawn(async move {
-            loop {
-                tokio::select! {
-                    changed = keys_changed.changed() => match changed {
-                        Ok(()) => keys.clear(),
-                        Err(_) => return,
-                    },
-                    changed = hooks_changed.changed() => match changed {
-                        Ok(()) => hooks.clear(),
-                        Err(_) => return,
-                    },
-                }
-            }
-        });
+            hooks,
+        }
     }
 
     /// A form of the workspace, from the cache when fresh. The store re-checks the form's

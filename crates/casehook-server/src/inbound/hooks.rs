@@ -438,7 +438,6 @@ async fn create_hook(
             },
         })
         .await?;
-    state.hooks.clear();
     tracing::info!(hook = %id, by = %caller.key_id, "inbound hook created");
     let version = record.version;
     let hook = view(&state, record).await?;
@@ -520,7 +519,6 @@ async fn replace_hook(
         .store
         .update_inbound_hook(caller.workspace, id, change, version)
         .await?;
-    state.hooks.clear();
     let version = record.version;
     Ok(with_etag(
         StatusCode::OK,
@@ -543,7 +541,6 @@ async fn delete_hook(
         .store
         .delete_inbound_hook(caller.workspace, id)
         .await?;
-    state.hooks.clear();
     tracing::info!(hook = %id, by = %caller.key_id, "inbound hook deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -632,7 +629,6 @@ async fn rotate_url(
             until,
         )
         .await?;
-    state.hooks.clear();
     let record = state.store.get_inbound_hook(caller.workspace, id).await?;
     secrets_of(&state, &record).await.map(Json)
 }
@@ -709,6 +705,5 @@ async fn rotate_secret(
         .store
         .update_inbound_hook(caller.workspace, id, change, None)
         .await?;
-    state.hooks.clear();
     secrets_of(&state, &record).await.map(Json)
 }

@@ -2,8 +2,8 @@
 //! (a flood of requests, or of unknown tokens, does not reach the database), with their
 //! configuration parsed and secrets opened once, and a rate limiter per hook.
 //!
-//! Changes made through this process clear the cache at once; another process's changes
-//! are seen within [`TTL`].
+//! A hook changed through any process is looked up afresh at once (see [`Generation`]);
+//! [`TTL`] is the net for a missed wake-up.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use governor::clock::{Clock, DefaultClock};
 use super::secrets::{SecretSets, open_secrets, token_hash};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
+use crate::generation::Generation;
 
 /// How long a looked-up hook (or an unknown token) is trusted.
 const TTL: Duration = Duration::from_secs(5);
@@ -80,29 +81,24 @@ struct Limiter {
 /// Hooks by URL token, and rate limiters by hook.
 #[derive(Clone, Debug)]
 pub struct HookCache {
-    by_token: moka::sync::Cache<String, Option<Arc<LiveHook>>>,
+    by_token: moka::sync::Cache<String, (u64, Option<Arc<LiveHook>>)>,
+    generation: Generation,
     limiters: moka::sync::Cache<InboundHookId, Arc<Limiter>>,
 }
 
-impl Default for HookCache {
-    fn default() -> Self {
+impl HookCache {
+    pub fn new(generation: Generation) -> Self {
         Self {
             by_token: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(TTL)
                 .build(),
+            generation,
             limiters: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(3600))
                 .build(),
         }
-    }
-}
-
-impl HookCache {
-    /// Forget every looked-up hook (after a change made through this process).
-    pub fn clear(&self) {
-        self.by_token.invalidate_all();
     }
 
     /// The hook a URL token names, if it works.
@@ -112,14 +108,17 @@ impl HookCache {
         token: &str,
     ) -> ApiResult<Option<Arc<LiveHook>>> {
         let hash = token_hash(token);
-        if let Some(hit) = self.by_token.get(&hash) {
+        let now = self.generation.now();
+        if let Some((read_at, hit)) = self.by_token.get(&hash)
+            && self.generation.is_current(read_at)
+        {
             return Ok(hit);
         }
         let found = match state.store.find_inbound_hook_by_token(&hash).await? {
             Some(record) => Some(Arc::new(LiveHook::build(state, record)?)),
             None => None,
         };
-        self.by_token.insert(hash, found.clone());
+        self.by_token.insert(hash, (now, found.clone()));
         Ok(found)
     }
 

