@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::generation::Generation;
+use crate::fresh_cache::FreshCache;
 
 const KEY_PREFIX: &str = "chk_";
 
@@ -57,23 +57,18 @@ pub fn hash_key(secret: &str) -> String {
 }
 
 /// Verified-key cache: key hash → key (None for unknown keys, so floods of bad keys do not
-/// reach the database either). A copy read before any key changed, through any process, is
-/// not served (see [`Generation`]); the time to live is the net for a missed wake-up.
+/// reach the database either). A key changed through any process is read again at once.
 #[derive(Clone, Debug)]
-pub struct KeyCache {
-    by_hash: moka::sync::Cache<String, (u64, Option<ApiKeyRecord>)>,
-    generation: Generation,
-}
+pub struct KeyCache(FreshCache<Option<ApiKeyRecord>>);
 
 impl KeyCache {
-    pub fn new(generation: Generation) -> Self {
-        Self {
-            by_hash: moka::sync::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(10))
-                .build(),
-            generation,
-        }
+    pub fn new(store: &Store) -> Self {
+        Self(FreshCache::new(
+            store,
+            casehook_store::API_KEYS_CHANGED,
+            10_000,
+            Duration::from_secs(10),
+        ))
     }
 
     pub(crate) async fn lookup(
@@ -82,14 +77,12 @@ impl KeyCache {
         secret: &str,
     ) -> Result<Option<ApiKeyRecord>, ApiError> {
         let hash = hash_key(secret);
-        let now = self.generation.now();
-        if let Some((read_at, hit)) = self.by_hash.get(&hash)
-            && self.generation.is_current(read_at)
-        {
+        if let Some(hit) = self.0.get(&hash) {
             return Ok(hit);
         }
+        let stamp = self.0.stamp();
         let found = store.find_api_key(&hash).await?;
-        self.by_hash.insert(hash, (now, found.clone()));
+        self.0.insert(hash, stamp, found.clone());
         Ok(found)
     }
 }

@@ -9,7 +9,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod error;
 pub mod extract;
-pub mod generation;
+pub mod fresh_cache;
 pub mod inbound;
 pub mod middleware;
 mod openapi;
@@ -34,7 +34,6 @@ pub use openapi::openapi_document;
 
 use crate::auth::KeyCache;
 use crate::error::ApiResult;
-use crate::generation::Generation;
 
 /// Server settings (validated by the binary before they get here).
 #[derive(Clone, Debug)]
@@ -72,11 +71,8 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Store, config: ServerConfig, engine: Engine) -> Self {
-        let keys = KeyCache::new(Generation::of(&store, casehook_store::API_KEYS_CHANGED));
-        let hooks = inbound::HookCache::new(Generation::of(
-            &store,
-            casehook_store::INBOUND_HOOKS_CHANGED,
-        ));
+        let keys = KeyCache::new(&store);
+        let hooks = inbound::HookCache::new(&store);
         Self {
             store,
             config: Arc::new(config),

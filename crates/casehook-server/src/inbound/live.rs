@@ -2,8 +2,7 @@
 //! (a flood of requests, or of unknown tokens, does not reach the database), with their
 //! configuration parsed and secrets opened once, and a rate limiter per hook.
 //!
-//! A hook changed through any process is looked up afresh at once (see [`Generation`]);
-//! [`TTL`] is the net for a missed wake-up.
+//! A hook changed through any process is looked up afresh at once (see [`FreshCache`]).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -13,16 +12,16 @@ use casehook_core::InboundHookId;
 use casehook_core::inbound::hook::HookConfig;
 use casehook_core::inbound::verify::{secret_header_names, secret_query_names};
 use casehook_engine::peers::shared_bucket;
-use casehook_store::InboundHookRecord;
+use casehook_store::{INBOUND_HOOKS_CHANGED, InboundHookRecord, Store};
 use governor::DefaultDirectRateLimiter;
 use governor::clock::{Clock, DefaultClock};
 
 use super::secrets::{SecretSets, open_secrets, token_hash};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::generation::Generation;
+use crate::fresh_cache::FreshCache;
 
-/// How long a looked-up hook (or an unknown token) is trusted.
+/// How long a looked-up hook (or an unknown token) is trusted without a change announced.
 const TTL: Duration = Duration::from_secs(5);
 
 /// Headers never kept in the request log, whatever the hook's checks.
@@ -81,19 +80,14 @@ struct Limiter {
 /// Hooks by URL token, and rate limiters by hook.
 #[derive(Clone, Debug)]
 pub struct HookCache {
-    by_token: moka::sync::Cache<String, (u64, Option<Arc<LiveHook>>)>,
-    generation: Generation,
+    by_token: FreshCache<Option<Arc<LiveHook>>>,
     limiters: moka::sync::Cache<InboundHookId, Arc<Limiter>>,
 }
 
 impl HookCache {
-    pub fn new(generation: Generation) -> Self {
+    pub fn new(store: &Store) -> Self {
         Self {
-            by_token: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(TTL)
-                .build(),
-            generation,
+            by_token: FreshCache::new(store, INBOUND_HOOKS_CHANGED, 100_000, TTL),
             limiters: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(3600))
@@ -108,17 +102,15 @@ impl HookCache {
         token: &str,
     ) -> ApiResult<Option<Arc<LiveHook>>> {
         let hash = token_hash(token);
-        let now = self.generation.now();
-        if let Some((read_at, hit)) = self.by_token.get(&hash)
-            && self.generation.is_current(read_at)
-        {
+        if let Some(hit) = self.by_token.get(&hash) {
             return Ok(hit);
         }
+        let stamp = self.by_token.stamp();
         let found = match state.store.find_inbound_hook_by_token(&hash).await? {
             Some(record) => Some(Arc::new(LiveHook::build(state, record)?)),
             None => None,
         };
-        self.by_token.insert(hash, (now, found.clone()));
+        self.by_token.insert(hash, stamp, found.clone());
         Ok(found)
     }
 
