@@ -47,8 +47,7 @@ pub struct ApiCallState {
 /// waiting to try again after a failure that may pass.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct OpenRun {
-    /// `queued`, `running` or `retrying`.
-    pub state: &'static str,
+    pub state: RunStage,
     /// `on_create`, `on_update`, `manual` or `scheduled`, as the run was asked for.
     pub trigger: Option<String>,
     /// Tries started so far (the one in flight included).
@@ -66,17 +65,14 @@ pub struct OpenRun {
     pub queued_at: OffsetDateTime,
 }
 
-impl OpenRun {
-    /// Which of two open runs of one field to show: the furthest along (one in flight
-    /// before one retrying before one queued), then the oldest.
-    fn rank(&self) -> (u8, OffsetDateTime) {
-        let stage = match self.state {
-            "running" => 0,
-            "retrying" => 1,
-            _ => 2,
-        };
-        (stage, self.queued_at)
-    }
+/// How far an open run is, furthest along first: of two runs of one field, the one shown
+/// is the furthest along, then the oldest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStage {
+    Running,
+    Retrying,
+    Queued,
 }
 
 /// The outcome of a run, to settle.
@@ -175,9 +171,9 @@ fn open_run_from(row: &Row) -> Result<Option<(String, OpenRun)>> {
     let attempts = row.i64("attempts")?;
     let due_at = from_micros(row.i64("due_at")?)?;
     let (state, next_try_at) = match (row.text("state")?.as_str(), attempts) {
-        ("running", _) => ("running", None),
-        (_, 0) => ("queued", Some(due_at)),
-        _ => ("retrying", Some(due_at)),
+        ("running", _) => (RunStage::Running, None),
+        (_, 0) => (RunStage::Queued, Some(due_at)),
+        _ => (RunStage::Retrying, Some(due_at)),
     };
     let run = OpenRun {
         state,
@@ -186,7 +182,7 @@ fn open_run_from(row: &Row) -> Result<Option<(String, OpenRun)>> {
             .and_then(Value::as_str)
             .map(str::to_owned),
         attempts,
-        last_error: if state == "retrying" {
+        last_error: if state == RunStage::Retrying {
             row.opt_text("last_error")?
         } else {
             None
@@ -206,10 +202,11 @@ fn with_open_runs(
     for (field, run) in runs {
         match states.iter_mut().find(|s| s.field == field) {
             Some(state) => {
+                let rank = |r: &OpenRun| (r.state, r.queued_at);
                 if state
                     .run
                     .as_ref()
-                    .is_none_or(|shown| run.rank() < shown.rank())
+                    .is_none_or(|shown| rank(&run) < rank(shown))
                 {
                     state.run = Some(run);
                 }

@@ -35,7 +35,7 @@ use std::sync::Arc;
 pub use actions::{ActionChange, ActionRecord, NewAction};
 pub use api_calls::{
     API_CALL_QUEUE, ApiCallLogFilter, ApiCallLogRecord, ApiCallOutcome, ApiCallState,
-    CachedResponse, NewApiCallLog, OpenRun,
+    CachedResponse, NewApiCallLog, OpenRun, RunStage,
 };
 pub use cases::{CaseFilter, CasePage, CasePatch, NewCase};
 pub use connections::{ConnectionChange, ConnectionRecord, NewConnection, RefreshTokenOwner};

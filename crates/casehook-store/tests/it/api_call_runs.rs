@@ -6,7 +6,7 @@ use std::time::Duration;
 use casehook_core::CaseId;
 use casehook_core::event::{Actor, ActorKind};
 use casehook_store::{
-    API_CALL_QUEUE, ApiCallOutcome, ApiCallState, ClaimedJob, NewJob, Store, now_micros,
+    API_CALL_QUEUE, ApiCallOutcome, ApiCallState, ClaimedJob, NewJob, RunStage, Store, now_micros,
 };
 use serde_json::{Map, json};
 
@@ -34,8 +34,8 @@ async fn states(store: &Store, s: &Setup, case: CaseId) -> Vec<ApiCallState> {
     store.api_call_states(s.ws, case).await.expect("states")
 }
 
-fn run_state(state: &ApiCallState) -> &str {
-    state.run.as_ref().map_or("none", |r| r.state)
+fn run_state(state: &ApiCallState) -> Option<RunStage> {
+    state.run.as_ref().map(|r| r.state)
 }
 
 async fn open_runs_show_in_the_states_until_they_settle(store: Store) {
@@ -63,7 +63,7 @@ async fn open_runs_show_in_the_states_until_they_settle(store: Store) {
     let run = queued[0].run.as_ref().expect("its run");
     assert_eq!(
         (run.state, run.trigger.as_deref(), run.attempts),
-        ("queued", Some("on_create"), 0)
+        (RunStage::Queued, Some("on_create"), 0)
     );
     assert!(run.next_try_at.is_some() && run.last_error.is_none());
 
@@ -73,7 +73,7 @@ async fn open_runs_show_in_the_states_until_they_settle(store: Store) {
         .find(|j| j.payload["case_id"] == json!(case.id) && j.payload.get("field").is_some())
         .expect("the run's job");
     let running = states(&store, &s, case.id).await;
-    assert_eq!(run_state(&running[0]), "running");
+    assert_eq!(run_state(&running[0]), Some(RunStage::Running));
     let run = running[0].run.as_ref().expect("its run");
     assert_eq!((run.attempts, run.next_try_at), (1, None));
 
@@ -85,7 +85,7 @@ async fn open_runs_show_in_the_states_until_they_settle(store: Store) {
         .expect("retry");
     let retrying = states(&store, &s, case.id).await;
     let run = retrying[0].run.as_ref().expect("its run");
-    assert_eq!(run.state, "retrying");
+    assert_eq!(run.state, RunStage::Retrying);
     assert_eq!(run.last_error.as_deref(), Some("HTTP 503 from the API"));
     assert_eq!(
         run.next_try_at.map(|t| t.unix_timestamp()),
@@ -97,7 +97,10 @@ async fn open_runs_show_in_the_states_until_they_settle(store: Store) {
         .enqueue_jobs(vec![run_job(&s, case.id, "lookup", "on_update")])
         .await
         .expect("enqueue");
-    assert_eq!(run_state(&states(&store, &s, case.id).await[0]), "retrying");
+    assert_eq!(
+        run_state(&states(&store, &s, case.id).await[0]),
+        Some(RunStage::Retrying)
+    );
 
     // What a settled run left stays beside the run under way.
     store
@@ -124,7 +127,7 @@ async fn open_runs_show_in_the_states_until_they_settle(store: Store) {
     let settled = states(&store, &s, case.id).await;
     assert_eq!(settled.len(), 1);
     assert_eq!(settled[0].status, "ok");
-    assert_eq!(run_state(&settled[0]), "retrying");
+    assert_eq!(run_state(&settled[0]), Some(RunStage::Retrying));
 
     // Another workspace sees none of it.
     let stranger = Setup::new(&store, "stranger").await;
@@ -142,10 +145,7 @@ async fn open_runs_show_in_the_states_until_they_settle(store: Store) {
     }
     let done = states(&store, &s, case.id).await;
     assert_eq!(done.len(), 1);
-    assert_eq!(
-        (done[0].status.as_str(), run_state(&done[0])),
-        ("ok", "none")
-    );
+    assert_eq!((done[0].status.as_str(), run_state(&done[0])), ("ok", None));
     assert!(
         states(&store, &s, other.id).await.is_empty(),
         "the other case's run is done and never settled a state"
