@@ -111,6 +111,15 @@ impl StoreError {
         }
     }
 
+    /// The same failure, as [`StoreError::StorageFull`] when that is what it was.
+    pub(crate) fn named_if_full(self) -> Self {
+        match self {
+            StoreError::StorageFull(_) => self,
+            e if e.is_storage_full() => StoreError::StorageFull(e.to_string()),
+            e => e,
+        }
+    }
+
     /// Whether this is a unique-constraint violation reported by the database.
     pub(crate) fn is_unique_violation(&self) -> bool {
         match self {

@@ -208,15 +208,14 @@ pub(crate) struct WriterHealth {
 }
 
 impl WriterHealth {
-    fn committed(&self) {
-        if self.storage_full.load(Ordering::Relaxed) {
+    /// After a batch: `full` if a write was refused for want of room, else `wrote` if one
+    /// committed (a batch of operations that all failed otherwise proves nothing).
+    fn after_batch(&self, full: bool, wrote: bool) {
+        if full {
+            self.storage_full.store(true, Ordering::Relaxed);
+        } else if wrote && self.storage_full.swap(false, Ordering::Relaxed) {
             tracing::info!("the database takes writes again");
-            self.storage_full.store(false, Ordering::Relaxed);
         }
-    }
-
-    fn full(&self) {
-        self.storage_full.store(true, Ordering::Relaxed);
     }
 }
 
@@ -396,9 +395,7 @@ async fn attempt(
         let full =
             e.is_storage_full() || failures.iter().flatten().any(StoreError::is_storage_full);
         tracing::error!(error = %e, size = batch.len(), storage_full = full, "write batch failed");
-        if full {
-            health.full();
-        }
+        health.after_batch(full, false);
         let message = e.to_string();
         for op in batch.drain(..) {
             op.finish(Some(if full {
@@ -410,18 +407,10 @@ async fn attempt(
         return Attempt::Done;
     }
     notifiers.wake(&tx.woken);
-    if wrote {
-        health.committed();
-    }
+    let full = failures.iter().flatten().any(StoreError::is_storage_full);
+    health.after_batch(full, wrote);
     for (op, failure) in batch.drain(..).zip(failures) {
-        op.finish(failure.map(|e| {
-            if e.is_storage_full() {
-                health.full();
-                StoreError::StorageFull(e.to_string())
-            } else {
-                e
-            }
-        }));
+        op.finish(failure.map(StoreError::named_if_full));
     }
     Attempt::Done
 }
