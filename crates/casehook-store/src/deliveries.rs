@@ -227,7 +227,6 @@ async fn get(
     delivery_from(&row)
 }
 
-/// The workspace and delivery a delivery job names.
 /// A delivery joined with its event, as [`work_from`] reads it; a `WHERE` follows.
 const WORK_SELECT: &str = "SELECT e.id, e.sequence, e.workspace_id, e.type, e.case_id, e.form_id, e.actor, e.data,
         e.changes, e.skip_triggers, e.occurred_at, d.id AS delivery_id, d.endpoint_id, d.event_id,
@@ -242,6 +241,7 @@ fn work_from(row: &Row) -> Result<(DeliveryRecord, Event)> {
     ))
 }
 
+/// The workspace and delivery a delivery job names.
 fn job_target(job: &ClaimedJob) -> Result<(WorkspaceId, DeliveryId)> {
     let id = job
         .payload

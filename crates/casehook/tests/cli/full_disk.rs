@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::api::{create_form, list_cases, new_case};
-use crate::harness::{Server, get, path_str, post};
+use crate::harness::{Response, Server, get, path_str, post};
 
 /// A tmpfs of `size` (e.g. `4m`) mounted on a temporary directory, unmounted on drop.
 struct SmallDisk {
@@ -115,6 +115,17 @@ fn case_notes(addr: std::net::SocketAddr, key: &str) -> Vec<String> {
     notes
 }
 
+/// `POST /api/v1/cases` with a case of `form` holding `note`; the answer, whatever it is.
+fn post_case(server: &Server, key: &str, form: &str, note: &str) -> Response {
+    post(
+        server.addr,
+        "/api/v1/cases",
+        Some(key),
+        &new_case(form, note),
+    )
+    .expect("post a case")
+}
+
 /// Create cases through `server` until the disk is full, check how a full disk answers and
 /// that exactly the acknowledged cases are stored, grow the disk, and check that writes
 /// work again. The notes acknowledged, sorted.
@@ -124,13 +135,7 @@ fn fill_then_grow(server: &Server, key: &str, disk: &SmallDisk, grown: &str) -> 
     let refusal = loop {
         assert!(accepted.len() < 20_000, "the disk never filled up");
         let note = incompressible(accepted.len(), 2000);
-        let answer = post(
-            server.addr,
-            "/api/v1/cases",
-            Some(key),
-            &new_case(&form, &note),
-        )
-        .expect("post");
+        let answer = post_case(server, key, &form, &note);
         if answer.status != 201 {
             break answer;
         }
@@ -153,13 +158,7 @@ fn fill_then_grow(server: &Server, key: &str, disk: &SmallDisk, grown: &str) -> 
     // Every later write gets the same answer, never a 500, and the process says why.
     for n in 0..5 {
         let note = incompressible(100_000 + n, 2000);
-        let answer = post(
-            server.addr,
-            "/api/v1/cases",
-            Some(key),
-            &new_case(&form, &note),
-        )
-        .expect("post");
+        let answer = post_case(server, key, &form, &note);
         assert_eq!(answer.status, 507, "{}", answer.body);
     }
     let ready = get(server.addr, "/readyz", None).expect("readyz");
@@ -173,13 +172,7 @@ fn fill_then_grow(server: &Server, key: &str, disk: &SmallDisk, grown: &str) -> 
 
     // Room is made (the operator grows the disk): writes work again, no restart needed.
     disk.resize(grown);
-    let answer = post(
-        server.addr,
-        "/api/v1/cases",
-        Some(key),
-        &new_case(&form, "after the disk grew"),
-    )
-    .expect("post");
+    let answer = post_case(server, key, &form, "after the disk grew");
     assert_eq!(answer.status, 201, "{}", answer.body);
     assert_eq!(
         get(server.addr, "/readyz", None).expect("readyz").status,
